@@ -1,0 +1,33 @@
+"""Human-facing output: logs, tables and progress go to stderr; data goes to stdout."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from rich.console import Console
+from rich.table import Table
+
+
+def stderr_console() -> Console:
+    return Console(stderr=True, highlight=False)
+
+
+def metrics_table(title: str, rows: Mapping[str, Mapping[str, float]], columns: Sequence[str] | None = None) -> Table:
+    """One row per method/run, one column per metric, two decimals."""
+    cols = list(columns) if columns else list(dict.fromkeys(k for r in rows.values() for k in r))
+    table = Table(title=title)
+    table.add_column("")
+    for c in cols:
+        table.add_column(c, justify="right")
+    for name, vals in rows.items():
+        table.add_row(name, *(f"{vals[c]:.2f}" if c in vals else "-" for c in cols))
+    return table
+
+
+def markdown_table(rows: Mapping[str, Mapping[str, float | str]], columns: Sequence[str], first: str = "") -> str:
+    """The same table as GitHub markdown, for bench/results."""
+    lines = ["| " + " | ".join([first, *columns]) + " |", "|" + "---|" * (len(columns) + 1)]
+    for name, vals in rows.items():
+        cells = [f"{v:.2f}" if isinstance(v, float) else str(v) for v in (vals.get(c, "-") for c in columns)]
+        lines.append("| " + " | ".join([name, *cells]) + " |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,27 @@
+"""Padding ragged lists of windows into dense arrays, so that metrics run vectorised."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from numpy.typing import NDArray
+
+
+def pad_windows(
+    windows: Sequence[Sequence[Sequence[float]]], width: int, max_len: int | None = None
+) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
+    """Stack per-query window lists into ``(Q, L, width)`` plus a validity mask ``(Q, L)``.
+
+    Only the first ``width`` values of each window are kept (``[start, end]`` or
+    ``[start, end, score]``); ``max_len`` truncates each list, as evaluators do with top-k.
+    """
+    lengths = [len(w) if max_len is None else min(len(w), max_len) for w in windows]
+    longest = max(lengths, default=0)
+    out = np.zeros((len(windows), max(longest, 1), width), dtype=np.float64)
+    mask = np.zeros((len(windows), max(longest, 1)), dtype=bool)
+    for i, (ws, n) in enumerate(zip(windows, lengths, strict=True)):
+        if n:
+            out[i, :n] = np.asarray([list(w)[:width] for w in ws[:n]], dtype=np.float64)
+            mask[i, :n] = True
+    return out, mask
