@@ -24,10 +24,10 @@ def metrics_table(title: str, rows: Mapping[str, Mapping[str, float]], columns: 
     return table
 
 
-def markdown_table(rows: Mapping[str, Mapping[str, float | str]], columns: Sequence[str], first: str = "") -> str:
-    """The same table as GitHub markdown, for bench/results."""
-    lines = ["| " + " | ".join([first, *columns]) + " |", "|" + "---|" * (len(columns) + 1)]
-    for name, vals in rows.items():
-        cells = [f"{v:.2f}" if isinstance(v, float) else str(v) for v in (vals.get(c, "-") for c in columns)]
-        lines.append("| " + " | ".join([name, *cells]) + " |")
+def markdown_table(rows: Sequence[Mapping[str, float | str]], columns: Sequence[str]) -> str:
+    """Rows as a GitHub markdown table (floats with two decimals), for bench/results."""
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for row in rows:
+        cells = [f"{v:.2f}" if isinstance(v, float) else str(v) for v in (row.get(c, "-") for c in columns)]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

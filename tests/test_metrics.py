@@ -6,13 +6,13 @@ from typing import Any
 
 import numpy as np
 import pytest
-from loop_reference import ap_one_query, iou, recall_one_query
 
 from pseudo.data import Prediction, Query, load_dataset
 from pseudo.evaluate import evaluate
 from pseudo.metrics.iou import iou_cross, iou_paired
 from pseudo.metrics.qvhighlights import MAP_IOUS, average_precision, qvhighlights_metrics
 from pseudo.metrics.recall import recall_at_k
+from pseudo.metrics.reference import ap_one_query, iou, recall_one_query
 from pseudo.metrics.windows import pad_windows
 from pseudo.predictions import load_predictions
 
@@ -65,7 +65,7 @@ def _random_case(
         p = [(*sorted(rng.integers(0, 20, 2) * 2.0), float(rng.integers(0, 4))) for _ in range(rng.integers(0, 13))]
         gts.append(g)
         preds.append(p)
-    return gts, preds  # type: ignore[return-value]
+    return gts, preds
 
 
 def test_vectorised_ap_matches_loop_reference() -> None:
@@ -113,11 +113,11 @@ def test_ap_by_hand() -> None:
 def test_qvh_buckets_by_gt_length() -> None:
     gts = [Query(1, "v", 150.0, "q", ((0.0, 8.0), (20.0, 60.0))), Query(2, "v", 150.0, "q", ((10.0, 30.0),))]
     preds = [Prediction(1, "v", ((0.0, 8.0, 1.0),)), Prediction(2, "v", ((10.0, 30.0, 1.0),))]
-    m = qvhighlights_metrics(gts, preds)
-    assert m["short"]["MR-R1"]["0.5"] == 100.0  # type: ignore[index]
-    assert m["middle"]["MR-R1"]["0.5"] == 100.0  # type: ignore[index]
-    assert m["long"]["MR-R1"]["0.5"] == 0.0  # type: ignore[index]
-    assert m["full"]["MR-mAP"]["0.5"] == 75.0  # type: ignore[index]  (q1 AP 0.5, q2 AP 1)
+    m: dict[str, Any] = qvhighlights_metrics(gts, preds)
+    assert m["short"]["MR-R1"]["0.5"] == 100.0
+    assert m["middle"]["MR-R1"]["0.5"] == 100.0
+    assert m["long"]["MR-R1"]["0.5"] == 0.0
+    assert m["full"]["MR-mAP"]["0.5"] == 75.0  # q1: AP 0.5 over its two GT windows; q2: AP 1
 
 
 def test_loaded_reference_predictions_have_scores(data_root: Path) -> None:

@@ -17,7 +17,6 @@ once, so 20k queries score in well under a second.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
@@ -41,27 +40,6 @@ SALIENCY_LEVELS: dict[str, int] = {"Fair": 2, "Good": 3, "VeryGood": 4}
 
 def _fmt(x: float) -> float:
     return float(f"{100.0 * x:.2f}")
-
-
-@dataclass(frozen=True)
-class _Bucket:
-    """Aligned GT and predictions restricted to one GT-length range."""
-
-    gt: NDArray[np.float64]  # (Q, G, 2)
-    gt_mask: NDArray[np.bool_]
-    preds: list[Prediction]
-
-
-def _bucket(gts: Sequence[Query], preds: Sequence[Prediction], lo: float, hi: float, full: bool) -> _Bucket:
-    kept_windows: list[list[tuple[float, float]]] = []
-    kept_preds: list[Prediction] = []
-    for q, p in zip(gts, preds, strict=True):
-        ws = list(q.windows) if full else [w for w in q.windows if lo < (w[1] - w[0]) <= hi]
-        if ws:
-            kept_windows.append(ws)
-            kept_preds.append(p)
-    gt, gt_mask = pad_windows(kept_windows, 2)
-    return _Bucket(gt, gt_mask, kept_preds)
 
 
 def r1_ious(pred_top1: NDArray[np.float64], gt: NDArray[np.float64], gt_mask: NDArray[np.bool_]) -> NDArray[np.float64]:
@@ -115,28 +93,30 @@ def average_precision(
     return np.where(has_pred[:, None], ap, 0.0)
 
 
-def _ranked_top(preds: Sequence[Prediction]) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
-    """First MAX_PRED_WINDOWS listed windows of each query, then stably sorted by score."""
-    ranked = [sorted(p.windows[:MAX_PRED_WINDOWS], key=lambda w: -w[2]) for p in preds]
-    return pad_windows(ranked, 3)
-
-
 def moment_retrieval_metrics(gts: Sequence[Query], preds: Sequence[Prediction]) -> dict[str, dict[str, object]]:
     """``{"full": {"MR-mAP": {...}, "MR-R1": {...}, "MR-mIoU": x}, "short": ..., ...}``.
 
     ``gts`` and ``preds`` are aligned (same qid at the same index).
     """
+    listed, listed_mask = pad_windows([p.windows for p in preds], 3, max_len=MAX_PRED_WINDOWS)
+    top1 = listed[:, 0, :2]  # R1 uses the first listed window (zeros when there is none)
+    # mAP re-ranks the first 10 listed windows by score; a stable sort keeps listed order on ties
+    order = np.argsort(np.where(listed_mask, -listed[..., 2], np.inf), axis=1, kind="stable")
+    ranked = np.take_along_axis(listed, order[..., None], axis=1)
+    ranked_mask = np.take_along_axis(listed_mask, order, axis=1)
+    gt, gt_mask = pad_windows([q.windows for q in gts], 2)
+    length = gt[..., 1] - gt[..., 0]
     results: dict[str, dict[str, object]] = {}
     for name, (lo, hi) in LENGTH_RANGES.items():
-        b = _bucket(gts, preds, lo, hi, full=name == "full")
-        if not b.preds:
+        in_range = gt_mask if name == "full" else gt_mask & (length > lo) & (length <= hi)
+        keep = in_range.any(axis=1)
+        if not keep.any():
             continue
-        pred, pred_mask = _ranked_top(b.preds)
-        ap = average_precision(pred, pred_mask, b.gt, b.gt_mask).mean(axis=0)
+        g, gm = gt[keep], in_range[keep]
+        ap = average_precision(ranked[keep], ranked_mask[keep], g, gm).mean(axis=0)
         mr_map: dict[str, float] = {f"{t:g}": _fmt(v) for t, v in zip(MAP_IOUS, ap, strict=True)}
         mr_map["average"] = _fmt(float(np.mean(ap)))
-        top1 = np.array([p.windows[0][:2] if p.windows else (0.0, 0.0) for p in b.preds], dtype=np.float64)
-        ious = r1_ious(top1, b.gt, b.gt_mask)
+        ious = r1_ious(top1[keep], g, gm)
         mr_r1 = {f"{t:g}": float(f"{100.0 * np.mean(ious >= t):.2f}") for t in R1_IOUS}
         results[name] = {"MR-mAP": mr_map, "MR-R1": mr_r1, "MR-mIoU": _fmt(float(np.mean(ious)))}
     return results

@@ -16,12 +16,14 @@ def pad_windows(
     Only the first ``width`` values of each window are kept (``[start, end]`` or
     ``[start, end, score]``); ``max_len`` truncates each list, as evaluators do with top-k.
     """
-    lengths = [len(w) if max_len is None else min(len(w), max_len) for w in windows]
-    longest = max(lengths, default=0)
+    lengths = np.array([len(w) if max_len is None else min(len(w), max_len) for w in windows], dtype=np.int64)
+    longest = int(lengths.max(initial=0))
     out = np.zeros((len(windows), max(longest, 1), width), dtype=np.float64)
-    mask = np.zeros((len(windows), max(longest, 1)), dtype=bool)
-    for i, (ws, n) in enumerate(zip(windows, lengths, strict=True)):
-        if n:
-            out[i, :n] = np.asarray([list(w)[:width] for w in ws[:n]], dtype=np.float64)
-            mask[i, :n] = True
+    mask = np.arange(max(longest, 1))[None, :] < lengths[:, None]
+    flat = [w[:width] for ws, n in zip(windows, lengths, strict=True) for w in ws[:n]]
+    if flat:
+        values = np.asarray(flat, dtype=np.float64)
+        if values.ndim != 2 or values.shape[1] != width:
+            raise ValueError(f"every window needs {width} values")
+        out[mask] = values
     return out, mask

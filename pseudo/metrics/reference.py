@@ -1,5 +1,5 @@
-"""A slow per-query transcription of the QVHighlights evaluator's algorithm, used as an oracle
-for the vectorised metrics on random inputs (ties, several GT windows, short lists)."""
+"""Slow per-query transcriptions of the evaluators' algorithms: the oracle that tests the
+vectorised metrics on random inputs, and the baseline that bench/metrics.py times them against."""
 
 from __future__ import annotations
 

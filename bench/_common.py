@@ -1,0 +1,38 @@
+"""What every bench result records: the machine it ran on and the code version."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+from pathlib import Path
+
+
+def code_version() -> str:
+    root = Path(__file__).resolve().parents[1]
+    try:
+        rev = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain"], capture_output=True, text=True)
+    except OSError:
+        return "unknown"
+    return rev.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    mem = ""
+    meminfo = Path("/proc/meminfo")
+    if meminfo.is_file():
+        kb = int(meminfo.read_text().split()[1])
+        mem = f", {kb / 2**20:.0f} GiB RAM"
+    return f"{cpu}, {os.cpu_count()} cores{mem}, Python {platform.python_version()}, no GPU"
+
+
+def header(title: str, command: str) -> str:
+    return f"# {title}\n\nMachine: {machine()}  \nCode: {code_version()}  \nCommand: `{command}`\n\n"
