@@ -1,0 +1,88 @@
+"""Features -> self-similarity -> k-means -> atomic events -> composite proposals."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from proposals.clustering import cluster_steps, distinct_rows
+from proposals.composite import Proposal, compose
+from proposals.config import ProposalConfig
+from proposals.events import AtomicEvent, atomic_events
+from proposals.resample import resample_linear
+from proposals.similarity import l2_normalize, self_similarity
+
+FloatArray = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True, eq=False)
+class ProposalSet:
+    """Everything one video's proposals came from, and the proposals (best score first)."""
+
+    ssm: FloatArray  # (T', T')
+    boundaries: FloatArray  # (T' + 1,) seconds of the step grid
+    atoms: list[AtomicEvent]
+    proposals: list[Proposal]
+    settings_hash: str
+
+    def to_records(self, vid: str, duration: float) -> list[dict[str, Any]]:
+        """One JSON-ready dict per proposal."""
+        return [
+            {
+                "video": vid,
+                "duration": float(duration),
+                "start": float(p.start),
+                "end": float(p.end),
+                "score": float(p.score),
+                "method": p.method,
+                "atoms": list(p.atoms),
+                "settings_hash": self.settings_hash,
+            }
+            for p in self.proposals
+        ]
+
+
+def check_features(features: npt.ArrayLike) -> FloatArray:
+    """``features`` as a finite float (T, D) array with T, D >= 1, or a ValueError saying why not."""
+    try:
+        x = np.asarray(features, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"features must be a numeric (T, D) array: {exc}") from None
+    if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0:
+        raise ValueError(f"features must be a non-empty 2-D (T, D) array, got shape {x.shape}")
+    bad = ~np.isfinite(x)
+    if bad.any():
+        rows = np.flatnonzero(bad.any(axis=1))
+        raise ValueError(
+            f"features contain {int(bad.sum())} NaN/inf values in {rows.shape[0]} of {x.shape[0]} rows "
+            f"(first bad row {int(rows[0])})"
+        )
+    return x
+
+
+def generate_proposals(features: npt.ArrayLike, duration: float, config: ProposalConfig | None = None) -> ProposalSet:
+    """Event proposals for one video whose (T, D) ``features`` are uniformly spaced over ``duration`` s."""
+    cfg = config if config is not None else ProposalConfig()
+    try:
+        seconds = float(duration)
+    except (TypeError, ValueError):
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise ValueError(f"duration must be a finite number of seconds > 0, got {duration!r}")
+    x = check_features(features)
+    if cfg.resample_steps is not None:
+        x = resample_linear(x, cfg.resample_steps)
+    unit = l2_normalize(x)
+    t = unit.shape[0]
+    boundaries = np.linspace(0.0, seconds, t + 1)
+    ssm = self_similarity(unit, cfg.similarity, cfg.temperature)
+    labels = cluster_steps(
+        ssm, cfg.num_clusters, k_min=cfg.k_min, k_max=cfg.k_max, seed=cfg.seed, max_clusters=distinct_rows(unit)
+    )
+    atoms = atomic_events(labels, unit, boundaries, cfg.min_event_steps)
+    proposals = compose(atoms, ssm, cfg.composer, cfg.num_proposals, cfg.max_atoms, cfg.seed)
+    return ProposalSet(ssm, boundaries, atoms, proposals, cfg.settings_hash())

@@ -1,0 +1,129 @@
+"""CLIP from transformers: a Hugging Face id or a local directory (``save_pretrained`` layout)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+
+from pseudo.backbones.base import BackboneConfig, l2_normalise, resolve_device, resolve_dtype
+from pseudo.errors import PseudoError
+
+# CLIP's published preprocessing, used when a model directory has no preprocessor_config.json
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+class HFClipBackbone:
+    """Batched CLIP image/text embeddings; preprocessing (resize shortest side, centre crop,
+    normalise) runs in torch on the whole batch instead of image by image in PIL."""
+
+    def __init__(self, model: Any, tokenizer: Any, preprocess: dict[str, Any], cfg: BackboneConfig) -> None:
+        self.cfg = cfg
+        self.device = resolve_device(cfg.device)
+        self.dtype = resolve_dtype(cfg.precision, self.device)
+        self.model = model.to(self.device).eval()
+        self.tokenizer = tokenizer
+        self.size = int(preprocess["size"])
+        self.crop = int(preprocess["crop"])
+        self.mean = torch.tensor(preprocess["mean"], device=self.device).view(1, 3, 1, 1)
+        self.std = torch.tensor(preprocess["std"], device=self.device).view(1, 3, 1, 1)
+        self.dim = int(model.config.projection_dim)
+
+    @classmethod
+    def from_config(cls, cfg: BackboneConfig) -> HFClipBackbone:
+        from transformers import AutoTokenizer, CLIPModel
+
+        try:
+            model = CLIPModel.from_pretrained(cfg.model)
+        except OSError as exc:
+            raise PseudoError(
+                f"could not load CLIP model {cfg.model!r}: {exc}. Give a local directory made with "
+                "save_pretrained, or a Hugging Face id on a machine with network access."
+            ) from None
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(cfg.model)
+        except (OSError, ValueError):
+            tokenizer = None  # image-only use needs no tokenizer
+        image_size = int(getattr(model.config.vision_config, "image_size", 224))
+        return cls(model, tokenizer, read_preprocess(cfg.model, image_size), cfg)
+
+    def _pixels(self, frames: NDArray[np.uint8]) -> torch.Tensor:
+        x = torch.from_numpy(np.ascontiguousarray(frames)).to(self.device).permute(0, 3, 1, 2).float() / 255.0
+        h, w = x.shape[-2:]
+        scale = self.size / min(h, w)
+        x = torch.nn.functional.interpolate(
+            x,
+            size=(max(self.crop, round(h * scale)), max(self.crop, round(w * scale))),
+            mode="bicubic",
+            antialias=True,
+            align_corners=False,
+        ).clamp_(0, 1)
+        h, w = x.shape[-2:]
+        top, left = (h - self.crop) // 2, (w - self.crop) // 2
+        x = x[..., top : top + self.crop, left : left + self.crop]
+        return (x - self.mean) / self.std
+
+    @torch.inference_mode()
+    def encode_images(self, frames: NDArray[np.uint8]) -> NDArray[np.float32]:
+        if frames.ndim != 4 or frames.shape[-1] != 3:
+            raise ValueError(f"frames must be (N, H, W, 3) uint8, got {frames.shape}")
+        outs = []
+        for i in range(0, len(frames), self.cfg.batch_size):
+            px = self._pixels(frames[i : i + self.cfg.batch_size])
+            with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32):
+                out = self.model.get_image_features(pixel_values=px)
+            outs.append(l2_normalise(_pooled(out)))
+        return np.concatenate(outs) if outs else np.zeros((0, self.dim), np.float32)
+
+    @torch.inference_mode()
+    def encode_texts(self, texts: Sequence[str]) -> NDArray[np.float32]:
+        if self.tokenizer is None:
+            raise PseudoError(f"CLIP model {self.cfg.model!r} has no tokenizer files; it can only embed images")
+        outs = []
+        max_len = int(self.model.config.text_config.max_position_embeddings)
+        for i in range(0, len(texts), self.cfg.batch_size):
+            tok = self.tokenizer(
+                list(texts[i : i + self.cfg.batch_size]),
+                padding=True,
+                truncation=True,
+                max_length=max_len,
+                return_tensors="pt",
+            ).to(self.device)
+            with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32):
+                out = self.model.get_text_features(input_ids=tok["input_ids"], attention_mask=tok["attention_mask"])
+            outs.append(l2_normalise(_pooled(out)))
+        return np.concatenate(outs) if outs else np.zeros((0, self.dim), np.float32)
+
+
+def _pooled(out: Any) -> torch.Tensor:
+    """transformers 5 returns an output object from get_*_features; 4.x returned the tensor."""
+    return out if isinstance(out, torch.Tensor) else out.pooler_output
+
+
+def read_preprocess(model: str, image_size: int) -> dict[str, Any]:
+    """Mean/std/resize/crop from the model's preprocessor_config.json (local dir or hub)."""
+    cfg: dict[str, Any] = {}
+    local = Path(model) / "preprocessor_config.json"
+    if local.is_file():
+        cfg = json.loads(local.read_text())
+    elif not Path(model).exists():
+        try:
+            from huggingface_hub import hf_hub_download
+
+            cfg = json.loads(Path(hf_hub_download(model, "preprocessor_config.json")).read_text())
+        except Exception:  # offline or no such file: fall back to CLIP's published values
+            cfg = {}
+    size = cfg.get("size", image_size)
+    crop = cfg.get("crop_size", image_size)
+    return {
+        "mean": tuple(cfg.get("image_mean", CLIP_MEAN)),
+        "std": tuple(cfg.get("image_std", CLIP_STD)),
+        "size": size.get("shortest_edge", image_size) if isinstance(size, dict) else size,
+        "crop": crop.get("height", image_size) if isinstance(crop, dict) else crop,
+    }
