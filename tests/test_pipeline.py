@@ -158,3 +158,20 @@ def test_cli_config_errors_name_the_key(tmp_path: Path) -> None:
     assert "proposals.temprature: unknown key" in res.stderr
     res = runner.invoke(app, ["proposals", "--out", str(tmp_path / "x.jsonl")])
     assert res.exit_code == 2 and "exactly one of --video-dir or --features-dir" in res.stderr
+
+
+def test_real_charades_clip_gives_proposals_and_png(tmp_path: Path, tiny_clip: Path, data_root: Path) -> None:
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    (videos / "charades.mp4").symlink_to(data_root / "samples/univtg/charades.mp4")
+    out = tmp_path / "props.jsonl"
+    res = runner.invoke(app, ["proposals", "--video-dir", str(videos), "--out", str(out), "--model", str(tiny_clip)])
+    assert res.exit_code == 0, res.output
+    recs = [json.loads(line) for line in out.read_text().splitlines()]
+    assert recs and all(r["video"] == "charades" for r in recs)
+    assert abs(recs[0]["duration"] - 30.7) < 0.1  # SOURCES.md: 30.744 s
+    png = tmp_path / "charades.png"
+    video = str(videos / "charades.mp4")
+    res = runner.invoke(app, ["show", video, "--model", str(tiny_clip), "--out", str(png)])
+    assert res.exit_code == 0, res.output
+    assert png.read_bytes()[:4] == b"\x89PNG"
