@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, ClassVar, Literal, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -35,6 +35,7 @@ from pydantic import BaseModel, ConfigDict
 from pseudo.backbones import Backbone, BackboneConfig
 from pseudo.errors import PseudoError
 from pseudo.io import atomic_write_json, atomic_write_jsonl
+from pseudo.registry import Registry
 from pseudo.settings import code_version, settings_hash
 from pseudo.video import SamplingConfig, VideoError, sample_frames
 
@@ -46,18 +47,50 @@ class StaleStoreError(PseudoError):
     """The store on disk was made with other settings."""
 
 
-class FeaturesConfig(BaseModel):
-    """Stage settings for ``pseudo features``."""
+class StoreSettings(BaseModel):
+    """Settings a feature store is made with; ``kind`` names the registered subclass."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+    kind: ClassVar[str] = ""
+    dtype: Literal["float16", "float32"] = "float16"
+
+    def settings_hash(self) -> str:
+        raise NotImplementedError
+
+    def text_encoder(self) -> BackboneConfig | None:
+        """The encoder whose text embeddings live in the same space as these features, if any."""
+        return None
+
+
+STORE_KINDS: Registry[Callable[[], type[StoreSettings]]] = Registry("feature store kind")
+
+
+class FeaturesConfig(StoreSettings):
+    """Stage settings for ``pseudo features`` on videos."""
+
+    kind: ClassVar[str] = "video"
 
     sampling: SamplingConfig = SamplingConfig()
     backbone: BackboneConfig = BackboneConfig()
-    dtype: Literal["float16", "float32"] = "float16"
 
     def settings_hash(self) -> str:
         """What changes the stored arrays: sampling, the model, the storage dtype (not device/batch)."""
         return settings_hash(self.sampling, self.backbone.identity(), self.dtype)
+
+    def text_encoder(self) -> BackboneConfig | None:
+        return self.backbone
+
+
+STORE_KINDS.add("video", lambda: FeaturesConfig)
+
+
+def _caption_store_settings() -> type[StoreSettings]:
+    from pseudo.captions.features import CaptionFeaturesConfig
+
+    return CaptionFeaturesConfig
+
+
+STORE_KINDS.add("captions", _caption_store_settings)
 
 
 @dataclass
@@ -114,13 +147,13 @@ def _atomic_save_npz(path: Path, **arrays: Any) -> None:
 class FeatureStore:
     """A directory of per-video features made with one :class:`FeaturesConfig`."""
 
-    def __init__(self, root: Path, cfg: FeaturesConfig) -> None:
+    def __init__(self, root: Path, cfg: StoreSettings) -> None:
         self.root = root
         self.cfg = cfg
         self.hash = cfg.settings_hash()
 
     @classmethod
-    def open(cls, root: str | Path, cfg: FeaturesConfig, rebuild: bool = False) -> FeatureStore:
+    def open(cls, root: str | Path, cfg: StoreSettings, rebuild: bool = False) -> FeatureStore:
         """Create a store, or reopen one made with the same settings; refuse (or wipe) otherwise."""
         root = Path(root)
         manifest = root / MANIFEST
@@ -149,7 +182,8 @@ class FeatureStore:
         data = json.loads(manifest.read_text())
         if data.get("format") != FORMAT:
             raise PseudoError(f"{manifest}: unknown format {data.get('format')!r}, expected {FORMAT}")
-        return cls(root, FeaturesConfig.model_validate(data["settings"]))
+        settings_cls = STORE_KINDS.get(data.get("kind", "video"))()
+        return cls(root, settings_cls.model_validate(data["settings"]))
 
     def path(self, vid: str) -> Path:
         return self.root / "features" / f"{vid}.npz"
@@ -200,6 +234,7 @@ class FeatureStore:
             self.root / MANIFEST,
             {
                 "format": FORMAT,
+                "kind": self.cfg.kind,
                 "settings_hash": self.hash,
                 "settings": self.cfg.model_dump(mode="json"),
                 "code_version": code_version(),
@@ -294,6 +329,7 @@ def extract_features(
             summary.skipped.append(vid)
         else:
             try:
+                assert isinstance(store.cfg, FeaturesConfig)
                 sampled = sample_frames(path, store.cfg.sampling)
                 if model is None:
                     model = make_backbone()

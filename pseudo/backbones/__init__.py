@@ -25,6 +25,13 @@ def _open_clip(cfg: BackboneConfig) -> Backbone:
     return OpenClipBackbone.from_config(cfg)
 
 
+@BACKBONES.register("sentence")
+def _sentence(cfg: BackboneConfig) -> Backbone:
+    from pseudo.backbones.sentence import SentenceBackbone
+
+    return SentenceBackbone.from_config(cfg)
+
+
 def build_backbone(cfg: BackboneConfig) -> Backbone:
     return BACKBONES.get(cfg.name)(cfg)
 

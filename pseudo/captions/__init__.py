@@ -1,0 +1,1 @@
+"""Captioners and pseudo-query construction."""

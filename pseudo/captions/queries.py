@@ -1,0 +1,172 @@
+"""Turning proposals and captions into pseudo-queries (and real sentences into weak labels).
+
+For each proposal, the captions of a few of its frames are gathered, near-duplicates dropped, and
+the caption that fits the proposal best *and its surroundings least* is kept: each caption's text
+embedding is compared with the proposal's step features inside and outside the window, so a
+caption that describes the whole video is down-weighted. A PSVL-style simplified query (noun and
+verb lemmas) is made from it, and long proposals can join their captions in time order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Annotated, Any, Literal
+
+import numpy as np
+from numpy.typing import NDArray
+from pydantic import BaseModel, ConfigDict, Field
+
+from pseudo.backbones import Backbone
+from pseudo.captions.sources import CaptionSource
+from pseudo.captions.text import dedup, join_in_time, simplify_many
+from pseudo.data.records import Query
+from pseudo.features import VideoFeatures
+
+
+class QueryConfig(BaseModel):
+    """How pseudo-queries are made from a proposal's captions (every step can be switched)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    frames: Literal["centre", "even"] = "even"
+    num_frames: Annotated[int, Field(ge=1)] = 3
+    dedup: bool = True
+    dedup_threshold: Annotated[float, Field(gt=0, le=1)] = 0.8
+    selection: Literal["contrastive", "centre"] = "contrastive"
+    outside_weight: Annotated[float, Field(ge=0)] = 1.0
+    query_type: Literal["natural", "simple"] = "natural"
+    join_long: bool = False
+    join_min_seconds: float = 30.0
+    join_max_captions: Annotated[int, Field(ge=2)] = 3
+    unique_per_video: bool = True
+    max_per_video: Annotated[int | None, Field(ge=1)] = None
+
+
+def frame_times(start: float, end: float, cfg: QueryConfig) -> list[float]:
+    """Times to caption inside ``[start, end)``: its centre, or ``num_frames`` evenly spaced centres."""
+    if cfg.frames == "centre" or cfg.num_frames == 1:
+        return [(start + end) / 2]
+    step = (end - start) / cfg.num_frames
+    return [start + (i + 0.5) * step for i in range(cfg.num_frames)]
+
+
+def contrast_scores(
+    text_emb: NDArray[np.float32], feats: VideoFeatures, start: float, end: float, outside_weight: float
+) -> NDArray[np.float64]:
+    """mean cos(text, steps inside) - w * mean cos(text, steps outside), per text row."""
+    ts = feats.timestamps
+    inside = (ts >= start) & (ts < end)
+    if not inside.any():  # a window shorter than a step: the nearest step stands for it
+        inside = np.zeros(len(ts), dtype=bool)
+        inside[int(np.argmin(np.abs(ts - (start + end) / 2)))] = True
+    f = feats.features / np.maximum(np.linalg.norm(feats.features, axis=1, keepdims=True), 1e-12)
+    sims = text_emb.astype(np.float64) @ f.T.astype(np.float64)  # (C, T)
+    score = sims[:, inside].mean(axis=1)
+    if (~inside).any() and outside_weight:
+        score = score - outside_weight * sims[:, ~inside].mean(axis=1)
+    return np.asarray(score, dtype=np.float64)
+
+
+def build_pseudo_queries(
+    vid: str,
+    duration: float,
+    proposals: Sequence[dict[str, Any]],
+    source: CaptionSource,
+    cfg: QueryConfig,
+    feats: VideoFeatures | None = None,
+    text_encoder: Backbone | None = None,
+    nlp: Any = None,
+) -> list[Query]:
+    """Pseudo-annotations for one video, in the benchmark record schema (``source="pseudo"``)."""
+    if cfg.selection == "contrastive" and (feats is None or text_encoder is None):
+        raise ValueError("contrastive caption selection needs the video's features and a text encoder in their space")
+    ranked = sorted(enumerate(proposals), key=lambda ip: -float(ip[1].get("score", 0.0)))
+    times = [frame_times(float(p["start"]), float(p["end"]), cfg) for _, p in ranked]
+    flat = source.captions_at(vid, [t for ts in times for t in ts])
+    per_prop: list[list[str]] = []
+    k = 0
+    for ts in times:
+        caps = flat[k : k + len(ts)]
+        k += len(ts)
+        per_prop.append([caps[i] for i in dedup(caps, cfg.dedup_threshold)] if cfg.dedup else list(caps))
+    emb: dict[str, NDArray[np.float32]] = {}
+    if cfg.selection == "contrastive":
+        assert text_encoder is not None
+        uniq = sorted({c for caps in per_prop for c in caps})
+        emb = dict(zip(uniq, text_encoder.encode_texts(uniq), strict=True)) if uniq else {}
+    chosen: list[tuple[int, dict[str, Any], str, float, list[float]]] = []
+    for (pid, prop), caps, ts in zip(ranked, per_prop, times, strict=True):
+        if not caps:
+            continue
+        start, end = float(prop["start"]), float(prop["end"])
+        if cfg.selection == "contrastive":
+            assert feats is not None
+            scores = contrast_scores(np.stack([emb[c] for c in caps]), feats, start, end, cfg.outside_weight)
+            best = int(np.argmax(scores))
+            text, score = caps[best], float(scores[best])
+        else:
+            text, score = caps[len(caps) // 2], float(prop.get("score", 0.0))
+        if cfg.join_long and end - start >= cfg.join_min_seconds and len(caps) > 1:
+            text = join_in_time(caps[: cfg.join_max_captions])
+        chosen.append((pid, prop, text, score, ts))
+    simple = simplify_many([c[2] for c in chosen], nlp) if chosen else []
+    out: list[Query] = []
+    seen: set[str] = set()
+    for (pid, prop, text, score, ts), simp in zip(chosen, simple, strict=True):
+        query = text if cfg.query_type == "natural" else simp.text
+        key = query.lower().strip()
+        if not key or (cfg.unique_per_video and key in seen):
+            continue
+        seen.add(key)
+        meta = {
+            "query_natural": text,
+            "query_simple": simp.text,
+            "provenance": {
+                "proposal": pid,
+                "atoms": list(prop.get("atoms", [])),
+                "frames": [round(t, 3) for t in ts],
+                "captioner": source.name,
+                "selection_score": round(score, 6),
+                "proposal_score": float(prop.get("score", 0.0)),
+                "proposal_hash": prop.get("settings_hash", ""),
+            },
+        }
+        window = (float(prop["start"]), float(prop["end"]))
+        out.append(Query(f"{vid}#{pid}", vid, duration, query, (window,), "pseudo", meta))
+        if cfg.max_per_video and len(out) >= cfg.max_per_video:
+            break
+    return out
+
+
+def assign_weak(
+    sentences: Sequence[Query],
+    proposals: Sequence[dict[str, Any]],
+    feats: VideoFeatures,
+    text_encoder: Backbone,
+    outside_weight: float = 1.0,
+    temperature: float = 0.05,
+) -> list[Query]:
+    """Weak supervision: each real sentence of a video (its span unknown) goes to the proposal
+    that matches it best; ``confidence`` is the softmax probability of that choice."""
+    if not proposals or not sentences:
+        return []
+    emb = text_encoder.encode_texts([s.query for s in sentences])
+    scores = np.stack(
+        [contrast_scores(emb, feats, float(p["start"]), float(p["end"]), outside_weight) for p in proposals], axis=1
+    )  # (S, P)
+    z = (scores - scores.max(axis=1, keepdims=True)) / temperature
+    prob = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+    out = []
+    for s, row, prow in zip(sentences, scores, prob, strict=True):
+        j = int(np.argmax(row))
+        p = proposals[j]
+        meta = {
+            "confidence": round(float(prow[j]), 6),
+            "provenance": {
+                "proposal": j,
+                "selection_score": round(float(row[j]), 6),
+                "atoms": list(p.get("atoms", [])),
+            },
+        }
+        out.append(Query(s.qid, s.vid, s.duration, s.query, ((float(p["start"]), float(p["end"])),), "weak", meta))
+    return out

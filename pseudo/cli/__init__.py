@@ -1,0 +1,11 @@
+"""The ``pseudo`` command: a thin layer over the library; data on stdout, logs on stderr."""
+
+from pseudo.cli import captions, evaluation, proposals  # noqa: F401  (register the commands)
+from pseudo.cli.app import app
+
+
+def main() -> None:
+    app()
+
+
+__all__ = ["app", "main"]

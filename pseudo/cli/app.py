@@ -1,0 +1,129 @@
+"""The typer app and what every command shares: error display, JSON output, option types."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, ParamSpec
+
+import typer
+
+from pseudo.console import stderr_console
+from pseudo.errors import PseudoError
+
+app = typer.Typer(
+    name="pseudo",
+    help="Video moment retrieval without human timestamps.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
+DataRoot = Annotated[
+    Path | None,
+    typer.Option("--data-root", help="Benchmark data directory (default: $PSEUDO_DATA_ROOT or ../shared/data)."),
+]
+
+
+P = ParamSpec("P")
+
+
+def friendly(fn: Callable[P, None]) -> Callable[P, None]:
+    """Show user errors (bad files, unknown names) as one line on stderr and exit 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> None:
+        try:
+            fn(*args, **kwargs)
+        except PseudoError as exc:
+            stderr_console().print(f"[red]error:[/] {exc}", soft_wrap=True)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+def emit_json(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj, indent=2) + "\n")
+
+
+def print_summary(title: str, summary: Any, as_json: bool, extra: dict[str, Any] | None = None) -> None:
+    con = stderr_console()
+    con.print(
+        f"{title}: {len(summary.done)} done, {len(summary.skipped)} skipped (cached), "
+        f"{len(summary.failed)} failed in {summary.seconds:.1f}s"
+    )
+    for vid, err in summary.failed.items():
+        con.print(f"[red]failed[/] {vid}: {err}", soft_wrap=True)
+    if as_json:
+        emit_json({**summary.to_json(), **(extra or {})})
+
+
+def overrides(**values: Any) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def merge_section(base: dict[str, Any], section: str, values: dict[str, Any]) -> None:
+    if values:
+        base.setdefault(section, {}).update(values)
+
+
+ConfigOpt = Annotated[Path | None, typer.Option("--config", help="YAML with the stage settings; flags override it.")]
+FpsOpt = Annotated[float | None, typer.Option("--fps", help="Frames sampled per second (default 1).")]
+NumFramesOpt = Annotated[int | None, typer.Option("--num-frames", help="Sample this many frames per video instead.")]
+MaxSideOpt = Annotated[int | None, typer.Option("--max-side", help="Resize while decoding to this longer side.")]
+BackboneOpt = Annotated[str | None, typer.Option("--backbone", help="Backbone registry name: hf_clip, open_clip.")]
+ModelOpt = Annotated[str | None, typer.Option("--model", help="HF id or local dir (hf_clip); model name (open_clip).")]
+PretrainedOpt = Annotated[str | None, typer.Option("--pretrained", help="open_clip pretrained tag or checkpoint.")]
+DeviceOpt = Annotated[str | None, typer.Option("--device", help="auto, cpu or cuda.")]
+PrecisionOpt = Annotated[str | None, typer.Option("--precision", help="auto, fp32, fp16 or bf16.")]
+BatchOpt = Annotated[int | None, typer.Option("--batch-size", help="Frames per forward pass.")]
+
+
+def features_section(
+    fps: float | None,
+    num_frames: int | None,
+    max_side: int | None,
+    backbone: str | None,
+    model: str | None,
+    pretrained: str | None,
+    device: str | None,
+    precision: str | None,
+    batch_size: int | None,
+) -> dict[str, Any]:
+    section: dict[str, Any] = {}
+    sampling = overrides(fps=fps, num_frames=num_frames, max_side=max_side)
+    if num_frames is not None and fps is None:
+        sampling["fps"] = None
+    merge_section(section, "sampling", sampling)
+    merge_section(
+        section,
+        "backbone",
+        overrides(
+            name=backbone, model=model, pretrained=pretrained, device=device, precision=precision, batch_size=batch_size
+        ),
+    )
+    return section
+
+
+def deep_update(base: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    for k, v in new.items():
+        if isinstance(v, dict) and isinstance(base.get(k), dict):
+            deep_update(base[k], v)
+        else:
+            base[k] = v
+    return base
+
+
+def yaml_dict(path: Path | None) -> dict[str, Any]:
+    if path is None:
+        return {}
+    from pseudo.settings import ConfigError, load_yaml_dict
+
+    data = load_yaml_dict(path)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping")
+    return data

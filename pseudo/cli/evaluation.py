@@ -1,0 +1,99 @@
+"""Commands that score predictions: ``eval``, ``datasets``, ``demo``."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from pseudo.cli.app import DataRoot, JsonFlag, app, emit_json, friendly
+from pseudo.console import metrics_table, stderr_console
+
+
+def _report_eval(result: Any, as_json: bool) -> None:
+    from pseudo.evaluate import EvalResult
+
+    assert isinstance(result, EvalResult)
+    con = stderr_console()
+    for w in result.warnings:
+        con.print(f"[yellow]warning:[/] {w}")
+    title = f"{result.dataset} {result.split} ({result.n_queries} queries, {result.protocol} protocol)"
+    con.print(metrics_table(title, {"predictions": result.metrics}))
+    con.print(f"scored in {result.seconds:.2f}s")
+    if as_json:
+        emit_json(result.to_json())
+
+
+@app.command("eval")
+@friendly
+def eval_cmd(
+    predictions: Annotated[Path, typer.Argument(help="QVHighlights-style prediction JSONL.")],
+    dataset: Annotated[str, typer.Option("--dataset", "-d", help="Benchmark name (see `pseudo datasets`).")],
+    split: Annotated[str, typer.Option("--split", "-s", help="Split name, e.g. test or val.")] = "test",
+    gt: Annotated[
+        list[Path] | None, typer.Option("--gt", help="Annotation file(s) to use instead of the dataset's defaults.")
+    ] = None,
+    protocol: Annotated[
+        str | None, typer.Option("--protocol", help="Metric protocol: recall or qvhighlights (default per dataset).")
+    ] = None,
+    allow_missing: Annotated[
+        bool, typer.Option("--allow-missing", help="Score queries without a prediction as misses instead of failing.")
+    ] = False,
+    data_root: DataRoot = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Score PREDICTIONS on a benchmark split: R@k/mIoU, or the official QVHighlights metrics."""
+    from pseudo.evaluate import evaluate
+
+    result = evaluate(
+        predictions, dataset, split, gt_files=gt, data_root=data_root, protocol=protocol, allow_missing=allow_missing
+    )
+    _report_eval(result, as_json)
+
+
+@app.command("datasets")
+@friendly
+def datasets_cmd(
+    count: Annotated[bool, typer.Option("--count", help="Load every split and count queries and videos.")] = False,
+    data_root: DataRoot = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """List the registered benchmarks and their splits."""
+    from pseudo.data import DATASETS, get_dataset, load_dataset
+
+    rows: list[dict[str, Any]] = []
+    for name in DATASETS.names():
+        spec = get_dataset(name)
+        for split in spec.splits:
+            row: dict[str, Any] = {"dataset": name, "split": split, "description": spec.description}
+            if count and spec.splits[split]:
+                qs = load_dataset(name, split, data_root=data_root)
+                row.update(queries=len(qs), videos=len({q.vid for q in qs}))
+            rows.append(row)
+    con = stderr_console()
+    for r in rows:
+        extra = f"  {r['queries']} queries, {r['videos']} videos" if "queries" in r else ""
+        con.print(f"{r['dataset']:>13} {r['split']:<9}{extra}")
+    if as_json:
+        emit_json(rows)
+
+
+@app.command("demo")
+@friendly
+def demo_cmd(as_json: JsonFlag = False) -> None:
+    """Score the bundled slice (150 QVHighlights val queries, Moment-DETR predictions)."""
+    from pseudo.evaluate import evaluate
+
+    demo = resources.files("pseudo") / "assets" / "demo"
+    with resources.as_file(demo) as d:
+        result = evaluate(
+            d / "momentdetr_val_slice_preds.jsonl",
+            "jsonl",
+            "demo",
+            gt_files=[d / "qvhighlights_val_slice.jsonl"],
+            protocol="qvhighlights",
+        )
+    stderr_console().print("bundled demo: QVHighlights val (first 150 queries), Moment-DETR predictions")
+    _report_eval(result, as_json)
