@@ -80,13 +80,13 @@ def captions_cmd(
         ),
     )
     cfg = validate(CaptionsRunConfig, data, str(config or "options"))
+    reference = None
+    if compare:  # loaded first, so a bad name fails before any work
+        name, _, split = compare.partition(":")
+        reference = load_dataset(name, split or "train", data_root=data_root)
     features = open_features(features_dir) if features_dir is not None else None
     with progress_bar("captions") as bar:
         summary, queries = run_captions(proposals, out, cfg, features, on_start=bar.start, on_video=bar.advance)
-    reference = None
-    if compare:
-        name, _, split = compare.partition(":")
-        reference = load_dataset(name, split or "train", data_root=data_root)
     stats = label_stats(queries, reference)
     _print_stats(stats)
     print_summary("captions", summary, as_json, {"out": str(out), "stats": stats})

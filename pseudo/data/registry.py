@@ -72,6 +72,8 @@ def load_dataset(
 
     spec = DATASETS.get(name)
     paths = [Path(f) for f in files] if files else spec.files(split, data_root)
+    if not paths:
+        raise DataNotFoundError(f"dataset {name!r} has no default files; give the annotation file(s) (--gt / files=)")
     for p in paths:
         if not p.is_file():
             raise DataNotFoundError(f"{name}: no such file {p}")
