@@ -14,15 +14,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict
 
 from pseudo.backbones import Backbone, build_backbone
+from pseudo.captions.external import ExternalCaptions
+from pseudo.captions.features import CaptionFeaturesConfig
 from pseudo.captions.queries import QueryConfig, assign_weak, build_pseudo_queries
 from pseudo.captions.sources import CaptionerConfig, build_caption_source
 from pseudo.captions.text import load_nlp
 from pseudo.data.records import Query
 from pseudo.errors import PseudoError
-from pseudo.features import FeatureSource, FeatureStore, RunSummary
+from pseudo.features import FeatureSource, FeatureStore, RunSummary, VideoFeatures
 from pseudo.io import atomic_write_jsonl, atomic_write_text
 from pseudo.proposal_stage import read_proposals
 from pseudo.settings import code_version, dump_yaml
@@ -35,6 +38,42 @@ class CaptionsRunConfig(BaseModel):
 
     captioner: CaptionerConfig = CaptionerConfig()
     queries: QueryConfig = QueryConfig()
+
+
+class TextMemo:
+    """Remembers text embeddings, so captions already embedded (e.g. as caption-track features)
+    are not encoded again; only ``encode_texts`` is provided."""
+
+    def __init__(self, encoder: Backbone) -> None:
+        self.encoder = encoder
+        self.dim = encoder.dim
+        self.known: dict[str, NDArray[np.float32]] = {}
+
+    def seed(self, texts: Sequence[str], embeddings: NDArray[np.float32]) -> None:
+        for t, e in zip(texts, embeddings, strict=True):
+            self.known.setdefault(t, e.astype(np.float32))
+
+    def encode_texts(self, texts: Sequence[str]) -> NDArray[np.float32]:
+        todo = sorted({t for t in texts if t not in self.known})
+        if todo:
+            self.seed(todo, self.encoder.encode_texts(todo))
+        if not texts:
+            return np.zeros((0, self.dim), np.float32)
+        return np.stack([self.known[t] for t in texts])
+
+    def encode_images(self, frames: NDArray[np.uint8]) -> NDArray[np.float32]:
+        return self.encoder.encode_images(frames)
+
+    def clear(self) -> None:
+        self.known.clear()
+
+
+def seed_from_caption_store(memo: TextMemo, features: FeatureSource | None, feats: VideoFeatures) -> None:
+    """A caption-track store's rows are the embeddings of its captions, by the same encoder."""
+    if isinstance(features, FeatureStore) and isinstance(features.cfg, CaptionFeaturesConfig):
+        caps = ExternalCaptions(features.cfg.captions, features.cfg.clip_seconds).captions(feats.vid)
+        if len(caps) == len(feats.features):
+            memo.seed([c.text for c in caps], feats.features)
 
 
 def text_encoder_for(features: FeatureSource | None) -> Backbone | None:
@@ -67,7 +106,8 @@ def run_captions(
     if not todo:
         raise PseudoError(f"{proposals}: no proposals for the requested videos")
     source = build_caption_source(cfg.captioner)
-    encoder = text_encoder_for(features) if cfg.queries.selection == "contrastive" else None
+    base = text_encoder_for(features) if cfg.queries.selection == "contrastive" else None
+    encoder = TextMemo(base) if base is not None else None
     if cfg.queries.selection == "contrastive" and encoder is None:
         raise PseudoError(
             "contrastive caption selection needs --features-dir pointing at a pseudo feature store "
@@ -82,6 +122,9 @@ def run_captions(
         props = by_video[vid]
         try:
             feats = features.get(vid) if features is not None else None
+            if encoder is not None and feats is not None:
+                encoder.clear()  # memory stays bounded: one video's texts at a time
+                seed_from_caption_store(encoder, features, feats)
             qs = build_pseudo_queries(vid, float(props[0]["duration"]), props, source, cfg.queries, feats, encoder, nlp)
             queries.extend(qs)
             summary.done.append(vid)

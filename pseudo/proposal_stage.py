@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +52,9 @@ def run_proposals(
     out: str | Path,
     on_video: Callable[[str], None] | None = None,
     provenance: dict[str, Any] | None = None,
+    vids: Sequence[str] | None = None,
 ) -> RunSummary:
+    """Proposals for every video of ``source`` (or just ``vids``); the output keeps only these videos."""
     t0 = time.perf_counter()
     out = Path(out)
     existing = read_proposals(out) if out.is_file() else {}
@@ -62,7 +64,7 @@ def run_proposals(
     def flush() -> None:
         atomic_write_jsonl(out, (r for recs in results.values() for r in recs))
 
-    for vid in source.vids():
+    for vid in vids if vids is not None else source.vids():
         try:
             feats = source.get(vid)
             h = proposal_hash(cfg, feats)

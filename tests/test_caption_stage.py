@@ -100,7 +100,7 @@ def test_real_captions_become_pseudo_annotations(tmp_path: Path, slice_store: tu
         assert q.meta["query_simple"] and q.meta["query_simple"] != q.query
     assert "code_version" in (tmp_path / "pseudo.jsonl.config.yaml").read_text()
     # per video, no query text is repeated
-    per_vid = {}
+    per_vid: dict[str, list[str]] = {}
     for q in loaded:
         per_vid.setdefault(q.vid, []).append(q.query.lower())
     assert all(len(v) == len(set(v)) for v in per_vid.values())
@@ -126,7 +126,9 @@ def test_simple_queries_and_centre_selection(tmp_path: Path, slice_store: tuple[
 def test_contrastive_selection_downweights_global_captions() -> None:
     # steps 0-9 and 10-19 are two scenes; the "global" text matches both, the "local" one only the first
     a, b = np.eye(4)[0], np.eye(4)[1]
-    feats = VideoFeatures("v", np.stack([a] * 10 + [b] * 10).astype(np.float32), np.arange(20) + 0.5, 20.0)
+    feats = VideoFeatures(
+        "v", np.stack([a] * 10 + [b] * 10).astype(np.float32), np.arange(20, dtype=np.float64) + 0.5, 20.0
+    )
     glob = (a + b) / np.linalg.norm(a + b)
     local = 0.9 * a + 0.1 * b
     local = local / np.linalg.norm(local)
