@@ -1,0 +1,63 @@
+"""Asking one video a question: a trained localizer when given a run, else zero-shot scoring of
+self-similarity proposals by text-frame similarity."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from proposals import ProposalConfig, generate_proposals
+from pseudo.backbones import Backbone, build_backbone
+from pseudo.captions.queries import contrast_scores
+from pseudo.features import FeaturesConfig, VideoFeatures
+
+Window = tuple[float, float, float]
+
+
+def zero_shot(
+    feats: VideoFeatures, query: str, encoder: Backbone, cfg: ProposalConfig | None = None, top_k: int = 5
+) -> list[Window]:
+    """Rank the video's proposals by how much more the query matches inside than outside."""
+    props = generate_proposals(feats.features, feats.duration, cfg or ProposalConfig()).proposals
+    text = encoder.encode_texts([query])
+    scored = [(p.start, p.end, float(contrast_scores(text, feats, p.start, p.end, 1.0)[0])) for p in props]
+    return sorted(scored, key=lambda w: -w[2])[:top_k]
+
+
+def video_features(video: str | Path, cfg: FeaturesConfig, encoder: Backbone | None = None) -> VideoFeatures:
+    from pseudo.video import sample_frames
+
+    sampled = sample_frames(video, cfg.sampling)
+    emb = (encoder or build_backbone(cfg.backbone)).encode_images(sampled.frames)
+    return VideoFeatures(Path(video).stem, emb, sampled.timestamps, sampled.info.duration)
+
+
+def localize(
+    video: str | Path,
+    query: str,
+    run_dir: str | Path | None = None,
+    features_cfg: FeaturesConfig | None = None,
+    top_k: int = 5,
+) -> list[Window]:
+    """Top windows (start, end, score) in seconds for ``query`` in ``video``."""
+    cfg = features_cfg or FeaturesConfig()
+    backbone = build_backbone(cfg.backbone)
+    feats = video_features(video, cfg, backbone)
+    if run_dir is None:
+        return zero_shot(feats, query, backbone, top_k=top_k)
+    from pseudo.data.records import Query
+    from trainers.data import FeatureCache
+    from trainers.infer import predict
+    from trainers.run import load_run
+
+    model, recipe = load_run(run_dir)
+
+    class _One:
+        def vids(self) -> list[str]:
+            return [feats.vid]
+
+        def get(self, vid: str) -> VideoFeatures:
+            return feats
+
+    q = Query("q", feats.vid, feats.duration, query, ())
+    (pred,) = predict(model, [q], FeatureCache(_One()), recipe.data.max_len, top_k)
+    return list(pred.windows)

@@ -1,0 +1,158 @@
+"""Training the localizer on CPU: the tiny recipe end to end, exact resume, frozen towers, errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from pseudo.baselines import LengthPositionPrior
+from pseudo.cli import app
+from pseudo.data import load_dataset
+from pseudo.errors import PseudoError
+from pseudo.evaluate import evaluate, score
+from pseudo.settings import ConfigError
+from trainers.config import load_recipe
+from trainers.loop import train
+
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run = tmp_path_factory.mktemp("runs") / "tiny"
+    res = runner.invoke(app, ["train", str(RECIPES / "tiny_cpu.yaml"), "--run-dir", str(run), "--json"])
+    assert res.exit_code == 0, res.output
+    return run
+
+
+def test_tiny_recipe_learns_and_beats_the_prior(tiny_run: Path) -> None:
+    metrics = json.loads((tiny_run / "metrics.json").read_text())
+    log = [json.loads(line) for line in (tiny_run / "log.jsonl").read_text().splitlines()]
+    assert log[-1]["loss"] < 0.6 * log[0]["loss"], "the loss should fall"
+    assert all(r["steps_per_s"] > 0 and r["samples_per_s"] > 0 for r in log)
+    syn = tiny_run / "synthetic"
+    train_q = load_dataset("jsonl", "custom", files=[syn / "train.jsonl"])
+    eval_q = load_dataset("jsonl", "custom", files=[syn / "eval.jsonl"])
+    prior = LengthPositionPrior().fit(train_q)
+    prior_m, _ = score(eval_q, prior.predict(eval_q), "recall")
+    trained = metrics["metrics"]
+    print(f"trained R1@0.5 {trained['R1@0.5']:.1f} vs prior {prior_m.headline['R1@0.5']:.1f}")
+    assert trained["R1@0.5"] > prior_m.headline["R1@0.5"] + 10
+    cfg_text = (tiny_run / "config.yaml").read_text()
+    assert "code_version" in cfg_text and "tiny_cpu" in cfg_text
+
+
+def test_predict_then_eval_round_trip(tiny_run: Path, tmp_path: Path) -> None:
+    syn = tiny_run / "synthetic"
+    out = tmp_path / "preds.jsonl"
+    res = runner.invoke(
+        app,
+        [
+            "predict",
+            "--run",
+            str(tiny_run),
+            "-d",
+            "jsonl",
+            "-s",
+            "custom",
+            "--gt",
+            str(syn / "eval.jsonl"),
+            "--features",
+            str(syn / "features"),
+            "--out",
+            str(out),
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    result = evaluate(out, "jsonl", "custom", gt_files=[syn / "eval.jsonl"])
+    metrics = json.loads((tiny_run / "metrics.json").read_text())["metrics"]
+    assert result.metrics["R1@0.5"] == pytest.approx(metrics["R1@0.5"])
+    first = json.loads(out.read_text().splitlines()[0])
+    scores = [w[2] for w in first["pred_relevant_windows"]]
+    assert scores == sorted(scores, reverse=True) and len(scores) <= 10
+
+
+def _small(tmp: Path) -> dict[str, object]:
+    return {
+        "optim.epochs": 2,
+        "optim.checkpoint_every": 5,
+        "optim.log_every": 1,
+        "data.synthetic.n_train": 48,
+        "data.synthetic.n_eval": 8,
+    }
+
+
+def test_resume_reproduces_an_uninterrupted_run(tmp_path: Path) -> None:
+    recipe = load_recipe(RECIPES / "tiny_cpu.yaml", _small(tmp_path))
+    full = train(recipe, tmp_path / "full")
+    killed = train(recipe, tmp_path / "resumed", stop_after_steps=4)
+    assert killed.steps == 4
+    with pytest.raises(PseudoError, match="--resume"):
+        train(recipe, tmp_path / "resumed")
+    resumed = train(recipe, tmp_path / "resumed", resume=True)
+    assert resumed.steps == full.steps
+    assert resumed.losses == pytest.approx(full.losses, rel=1e-5, abs=1e-6)
+    a = torch.load(tmp_path / "full/checkpoints/last.pt", weights_only=False)["model"]
+    b = torch.load(tmp_path / "resumed/checkpoints/last.pt", weights_only=False)["model"]
+    assert a.keys() == b.keys()
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    assert resumed.metrics == pytest.approx(full.metrics)
+
+
+def test_only_prompt_and_temporal_layers_train(tmp_path: Path) -> None:
+    from trainers.loop import build_model
+
+    recipe = load_recipe(RECIPES / "tiny_cpu.yaml", _small(tmp_path))
+    model = build_model(recipe, 32)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    train(recipe, tmp_path / "r", stop_after_steps=3)
+    state = torch.load(tmp_path / "r/checkpoints/last.pt", weights_only=False)["model"]
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    frozen = set(before) - trainable
+    assert frozen and trainable
+    assert not frozen & set(state), "frozen text-tower weights are not saved"
+    assert any("ctx" in n for n in trainable), "the CoOp context vectors train"
+    changed = {n for n in trainable if n in state and not torch.equal(state[n], before[n])}
+    assert changed, "trainable parameters moved"
+
+
+def test_cuda_without_gpu_and_bad_recipes(tmp_path: Path) -> None:
+    if not torch.cuda.is_available():
+        recipe = load_recipe(RECIPES / "tiny_cpu.yaml", {"device": "cuda"})
+        with pytest.raises(PseudoError, match="no CUDA GPU"):
+            train(recipe, tmp_path / "c")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\ndata: {synthetic: {}}\noptim: {learning_rate: 0.1}\n")
+    with pytest.raises(ConfigError, match=r"optim\.learning_rate: unknown key"):
+        load_recipe(bad)
+    bad.write_text("name: x\ndata: {features: f}\n")
+    with pytest.raises(ConfigError, match=r"data\.train"):
+        load_recipe(bad)
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in RECIPES.glob("*.yaml")))
+def test_every_recipe_validates(name: str) -> None:
+    recipe = load_recipe(RECIPES / name)
+    assert recipe.name and recipe.optim.epochs >= 1
+
+
+def test_zero_shot_localize_on_a_synthetic_video(tmp_path: Path) -> None:
+    from videos import make_video
+
+    from pseudo.testing import save_random_clip
+
+    clip = save_random_clip(tmp_path / "clip")
+    video = tmp_path / "v.mp4"
+    make_video(video, [(1, 5.0), ((200, 30, 30), 5.0), (2, 5.0)], fps=5)
+    res = runner.invoke(app, ["localize", str(video), "a red wall", "--model", str(clip), "--json"])
+    assert res.exit_code == 0, res.output
+    windows = json.loads(res.stdout)
+    assert windows and all(0 <= s < e <= 15.01 for s, e, _ in windows)
+    assert [w[2] for w in windows] == sorted((w[2] for w in windows), reverse=True)
+    assert np.isfinite([w[2] for w in windows]).all()

@@ -1,0 +1,119 @@
+"""Training and evaluation samples: a query, its video's frozen step features, its windows in steps.
+
+Windows are converted from seconds to step units on the uniform grid of the video
+(``step = t * T / duration``). Videos longer than ``max_len`` steps are cropped around the
+moment when training (a random crop that contains it when it fits, resampled otherwise) and
+scanned with overlapping windows at inference (see :mod:`trainers.infer`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+
+from pseudo.data.records import Query
+from pseudo.errors import PseudoError
+from pseudo.features import FeatureSource
+
+
+@dataclass
+class Sample:
+    qid: str
+    vid: str
+    text: str
+    features: NDArray[np.float32]  # (T, D)
+    windows: NDArray[np.float64]  # (G, 2) in steps of ``features``
+    seconds_per_step: float
+    offset_seconds: float = 0.0  # where step 0 starts in the video
+
+
+@dataclass
+class Batch:
+    video: torch.Tensor  # (B, T, D)
+    mask: torch.Tensor  # (B, T) bool
+    texts: list[str]
+    windows: list[torch.Tensor]  # (G_b, 2) steps
+    samples: list[Sample]
+
+    def to(self, device: torch.device) -> Batch:
+        return Batch(
+            self.video.to(device),
+            self.mask.to(device),
+            self.texts,
+            [w.to(device) for w in self.windows],
+            self.samples,
+        )
+
+
+def resample(features: NDArray[np.float32], steps: int) -> NDArray[np.float32]:
+    """Linear interpolation along time to ``steps`` rows (step centres kept aligned)."""
+    t = len(features)
+    if t == steps:
+        return features
+    src = (np.arange(steps) + 0.5) * t / steps - 0.5
+    lo = np.clip(np.floor(src).astype(int), 0, t - 1)
+    hi = np.clip(lo + 1, 0, t - 1)
+    w = np.clip(src - lo, 0, 1)[:, None]
+    out: NDArray[np.float32] = ((1 - w) * features[lo] + w * features[hi]).astype(np.float32)
+    return out
+
+
+class FeatureCache:
+    """Each video's features loaded once."""
+
+    def __init__(self, source: FeatureSource) -> None:
+        self.source = source
+        self._feats: dict[str, tuple[NDArray[np.float32], float]] = {}
+
+    def get(self, vid: str) -> tuple[NDArray[np.float32], float]:
+        if vid not in self._feats:
+            f = self.source.get(vid)
+            self._feats[vid] = (f.features.astype(np.float32), float(f.duration))
+        return self._feats[vid]
+
+
+def make_sample(q: Query, cache: FeatureCache, max_len: int, rng: np.random.Generator | None) -> Sample:
+    """The training view of one query: windows in steps, long videos cropped (rng) or resampled."""
+    feats, duration = cache.get(q.vid)
+    t = len(feats)
+    sps = duration / t
+    windows = np.array(q.windows, dtype=np.float64).reshape(-1, 2) / sps
+    offset = 0
+    if t > max_len:
+        lo, hi = windows[:, 0].min(), windows[:, 1].max()
+        if rng is not None and hi - lo <= max_len:
+            first = int(np.clip(np.ceil(hi) - max_len, 0, t - max_len))
+            last = int(np.clip(np.floor(lo), 0, t - max_len))
+            offset = int(rng.integers(first, max(first, last) + 1))
+            feats = feats[offset : offset + max_len]
+            windows = np.clip(windows - offset, 0, max_len)
+        else:
+            feats = resample(feats, max_len)
+            windows = windows * max_len / t
+            sps = duration / max_len
+    return Sample(str(q.qid), q.vid, q.query, feats, windows, sps, offset * sps)
+
+
+def collate(samples: Sequence[Sample]) -> Batch:
+    t = max(len(s.features) for s in samples)
+    d = samples[0].features.shape[1]
+    video = torch.zeros(len(samples), t, d)
+    mask = torch.zeros(len(samples), t, dtype=torch.bool)
+    for i, s in enumerate(samples):
+        video[i, : len(s.features)] = torch.from_numpy(s.features)
+        mask[i, : len(s.features)] = True
+    windows = [torch.as_tensor(s.windows, dtype=torch.float32) for s in samples]
+    return Batch(video, mask, [s.text for s in samples], windows, list(samples))
+
+
+def usable(queries: Sequence[Query], source: FeatureSource) -> tuple[list[Query], int]:
+    """Queries whose video has features and that have at least one non-empty window."""
+    have = set(source.vids())
+    keep = [q for q in queries if q.vid in have and any(e > s for s, e in q.windows)]
+    if not keep:
+        raise PseudoError("no training query has both features and a non-empty window; check the feature store")
+    return keep, len(queries) - len(keep)

@@ -1,0 +1,74 @@
+"""From per-point predictions to ranked moments: score, clip, soft-NMS (Bodla et al. 2017)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+
+from trainers.model import LocalizerOutput
+
+
+def window_iou(window: NDArray[np.float64], others: NDArray[np.float64]) -> NDArray[np.float64]:
+    """1D IoU of one (start, end) window with each row of ``others`` (K, 2)."""
+    inter = np.clip(np.minimum(window[1], others[:, 1]) - np.maximum(window[0], others[:, 0]), 0, None)
+    union = (window[1] - window[0]) + (others[:, 1] - others[:, 0]) - inter
+    out: NDArray[np.float64] = np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
+    return out
+
+
+def soft_nms(
+    windows: NDArray[np.floating], sigma: float = 0.5, iou_threshold_linear: float | None = None
+) -> NDArray[np.float64]:
+    """Soft-NMS over ``(start, end, score)`` rows (K, 3); returns them rescored, best first.
+
+    Each round keeps the best remaining window and decays the others' scores by
+    ``exp(-iou**2 / sigma)`` (Gaussian), or, with ``iou_threshold_linear``, by ``1 - iou`` where
+    the IoU exceeds that threshold (linear soft-NMS).
+    """
+    rest = np.asarray(windows, dtype=np.float64).reshape(-1, 3).copy()
+    kept: list[NDArray[np.float64]] = []
+    while len(rest):
+        best = int(np.argmax(rest[:, 2]))
+        top = rest[best]
+        kept.append(top)
+        rest = np.delete(rest, best, axis=0)
+        if not len(rest):
+            break
+        iou = window_iou(top[:2], rest[:, :2])
+        if iou_threshold_linear is None:
+            decay = np.exp(-(iou**2) / sigma)
+        else:
+            decay = np.where(iou > iou_threshold_linear, 1 - iou, 1.0)
+        rest[:, 2] *= decay
+    return np.stack(kept) if kept else np.zeros((0, 3))
+
+
+def decode(
+    out: LocalizerOutput,
+    top_k: int = 10,
+    pre_nms: int = 200,
+    sigma: float = 0.5,
+    iou_threshold_linear: float | None = None,
+) -> list[list[tuple[float, float, float]]]:
+    """Per video, up to ``top_k`` moments ``(start, end, score)`` in input steps, best first.
+
+    Scores are ``sigmoid(logit)``; each valid point's window ``(point - left, point + right)`` is
+    clipped to ``[0, valid length]``; the ``pre_nms`` best non-empty windows go through soft-NMS.
+    """
+    with torch.no_grad():
+        scores = torch.sigmoid(out.logits.float()).cpu().numpy()
+        starts = (out.points[None] - out.offsets[..., 0].float()).cpu().numpy()
+        ends = (out.points[None] + out.offsets[..., 1].float()).cpu().numpy()
+        masks = out.mask.bool().cpu().numpy()
+        lengths = out.lengths.float().cpu().numpy()
+    results: list[list[tuple[float, float, float]]] = []
+    for b in range(scores.shape[0]):
+        s = np.clip(starts[b], 0.0, lengths[b])
+        e = np.clip(ends[b], 0.0, lengths[b])
+        keep = masks[b] & (e > s)
+        cand = np.stack([s[keep], e[keep], scores[b][keep]], axis=1).astype(np.float64)
+        cand = cand[np.argsort(-cand[:, 2], kind="stable")[:pre_nms]]
+        ranked = soft_nms(cand, sigma, iou_threshold_linear)[:top_k]
+        results.append([(float(a), float(z), float(c)) for a, z, c in ranked])
+    return results

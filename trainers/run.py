@@ -1,0 +1,58 @@
+"""Loading a trained run, and predicting a benchmark split with it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from pseudo.data import load_dataset
+from pseudo.data.records import Prediction
+from pseudo.errors import PseudoError
+from pseudo.features import FeatureSource, open_features
+from pseudo.predictions import save_predictions
+from trainers.config import RecipeConfig
+from trainers.data import FeatureCache
+from trainers.infer import predict
+from trainers.loop import build_model, load_trainable_state, resolve_device
+from trainers.model import MomentLocalizer
+
+
+def load_run(run_dir: str | Path, device: str = "auto") -> tuple[MomentLocalizer, RecipeConfig]:
+    """The model of ``run_dir/checkpoints/last.pt`` (frozen towers rebuilt from the saved recipe)."""
+    ckpt = Path(run_dir) / "checkpoints" / "last.pt"
+    if not ckpt.is_file():
+        raise PseudoError(f"{run_dir} has no checkpoint (expected {ckpt}); train it with `pseudo train RECIPE`")
+    dev = resolve_device(device)
+    state = torch.load(ckpt, map_location=dev, weights_only=False)
+    recipe = RecipeConfig.model_validate(state["recipe"])
+    model = build_model(recipe, int(state["video_dim"])).to(dev)
+    load_trainable_state(model, state["model"])
+    model.eval()
+    return model, recipe
+
+
+def predict_split(
+    run_dir: str | Path,
+    dataset: str,
+    split: str,
+    out: str | Path,
+    features: str | Path | None = None,
+    gt_files: Sequence[str | Path] | None = None,
+    clip_seconds: float | None = None,
+    device: str = "auto",
+) -> list[Prediction]:
+    """Predictions for every query of a split whose video has features, written as JSONL."""
+    model, recipe = load_run(run_dir, device)
+    source: FeatureSource = open_features(
+        features or recipe.data.eval_features or recipe.data.features, clip_seconds or recipe.data.clip_seconds
+    )
+    queries = load_dataset(dataset, split, files=gt_files)
+    have = set(source.vids())
+    kept = [q for q in queries if q.vid in have]
+    if not kept:
+        raise PseudoError(f"none of the {len(queries)} {dataset} {split} videos has features in the feature source")
+    preds = predict(model, kept, FeatureCache(source), recipe.data.max_len, recipe.optim.top_k)
+    save_predictions(out, preds)
+    return preds

@@ -1,0 +1,193 @@
+"""Frozen text encoders that take input embeddings, so learned prompt vectors can be spliced in.
+
+A tower tokenises, looks up word embeddings, and encodes a (possibly edited) embedding sequence.
+Its own weights never train: they are frozen and the tower stays in eval mode even inside a
+module that trains, but gradients flow through it back to the input embeddings (CoOp).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from typing import Any, Self
+
+import torch
+from torch import Tensor, nn
+
+from pseudo.backbones.base import BackboneConfig
+from pseudo.errors import PseudoError
+from pseudo.registry import Registry
+
+TowerBuilder = Callable[[BackboneConfig], "TextTower"]
+TEXT_TOWERS = Registry[TowerBuilder]("text tower")
+
+
+class TextTower(nn.Module, ABC):
+    """A frozen text encoder that accepts input embeddings.
+
+    ``dim`` is the output width, ``embed_dim`` the width of the word embeddings and
+    ``max_positions`` the longest sequence the encoder takes. Token sequences start with one
+    special token ([CLS] or BOS) and end with one ([SEP] or EOS); padding is on the right.
+    """
+
+    dim: int
+    embed_dim: int
+    max_positions: int
+
+    def __init__(self, tokenizer: Any) -> None:
+        super().__init__()
+        self.tokenizer = tokenizer
+
+    def freeze(self) -> None:
+        self.requires_grad_(False)
+        super().train(False)
+
+    def train(self, mode: bool = True) -> Self:
+        """Always eval mode: a frozen tower must not apply dropout, whatever the parent does."""
+        super().train(False)
+        return self
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def tokenize(self, texts: Sequence[str], max_length: int) -> tuple[Tensor, Tensor]:
+        """Token ids (B, L) long and a validity mask (B, L) bool, right-padded to the longest row."""
+        if not texts:
+            raise ValueError("tokenize needs at least one text")
+        length = min(max_length, self.max_positions)
+        tok = self.tokenizer(
+            list(texts),
+            padding="longest",
+            truncation=True,
+            max_length=length,
+            padding_side="right",
+            return_tensors="pt",
+        )
+        ids = tok["input_ids"].to(self.device, torch.long)
+        mask = tok["attention_mask"].to(self.device).bool()
+        return ids, mask
+
+    def word_ids(self, text: str) -> list[int]:
+        """The ids of ``text``'s own tokens, without special tokens."""
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        return [int(i) for i in ids]
+
+    @abstractmethod
+    def embed_tokens(self, ids: Tensor) -> Tensor:
+        """Word embeddings (B, L, embed_dim) of token ids (B, L), before any position embedding."""
+
+    @abstractmethod
+    def encode(self, embeds: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+        """Encode word embeddings (B, L, embed_dim) with mask (B, L): tokens (B, L, dim), pooled (B, dim)."""
+
+
+def last_valid_index(mask: Tensor) -> Tensor:
+    """Index of the last True in each row of a (B, L) mask (0 for an all-False row)."""
+    positions = torch.arange(mask.shape[1], device=mask.device).expand_as(mask)
+    return torch.where(mask, positions, torch.zeros_like(positions)).amax(dim=1)
+
+
+class HFClipTextTower(TextTower):
+    """The text side of a transformers CLIP: causal transformer, EOS pooling, ``text_projection``.
+
+    The public ``CLIPTextModel.forward`` only takes ``input_ids``, so ``encode`` runs its pieces the
+    way that forward does: ``embeddings(inputs_embeds=...)`` (adds position embeddings), the causal
+    plus padding mask from ``transformers.masking_utils.create_causal_mask``, the encoder with
+    ``is_causal=True``, and ``final_layer_norm``. The pooled state is taken at the last non-padding
+    token (the EOS, wherever prompt tokens moved it), not at the argmax of the ids.
+    """
+
+    def __init__(self, text_model: Any, projection: nn.Linear, tokenizer: Any) -> None:
+        super().__init__(tokenizer)
+        self.text_model = text_model
+        self.projection = projection
+        self.dim = int(projection.out_features)
+        self.embed_dim = int(text_model.config.hidden_size)
+        self.max_positions = int(text_model.config.max_position_embeddings)
+        self.freeze()
+
+    @classmethod
+    def from_config(cls, cfg: BackboneConfig) -> HFClipTextTower:
+        from transformers import AutoTokenizer, CLIPModel
+
+        try:
+            clip = CLIPModel.from_pretrained(cfg.model)
+            tokenizer = AutoTokenizer.from_pretrained(cfg.model)
+        except (OSError, ValueError) as exc:
+            raise PseudoError(f"could not load CLIP text tower {cfg.model!r}: {exc}") from None
+        return cls(clip.text_model, clip.text_projection, tokenizer)
+
+    def embed_tokens(self, ids: Tensor) -> Tensor:
+        out: Tensor = self.text_model.embeddings.token_embedding(ids)
+        return out
+
+    def encode(self, embeds: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+        from transformers.masking_utils import create_causal_mask
+
+        if embeds.shape[1] > self.max_positions:
+            raise ValueError(f"sequence of {embeds.shape[1]} tokens exceeds the CLIP limit of {self.max_positions}")
+        tm = self.text_model
+        hidden = tm.embeddings(inputs_embeds=embeds)
+        attn = create_causal_mask(
+            config=tm.config, inputs_embeds=hidden, attention_mask=mask.long(), past_key_values=None
+        )
+        hidden = tm.encoder(inputs_embeds=hidden, attention_mask=attn, is_causal=True).last_hidden_state
+        hidden = tm.final_layer_norm(hidden)
+        rows = torch.arange(hidden.shape[0], device=hidden.device)
+        pooled = hidden[rows, last_valid_index(mask)]
+        return self.projection(hidden), self.projection(pooled)
+
+
+class SentenceTextTower(TextTower):
+    """A BERT-style encoder (e.g. all-MiniLM-L6-v2): masked mean of the last hidden states.
+
+    BERT adds its own position and token-type embeddings to ``inputs_embeds``.
+    """
+
+    def __init__(self, model: Any, tokenizer: Any) -> None:
+        super().__init__(tokenizer)
+        self.model = model
+        self.dim = int(model.config.hidden_size)
+        self.embed_dim = self.dim
+        self.max_positions = int(model.config.max_position_embeddings)
+        self.freeze()
+
+    @classmethod
+    def from_config(cls, cfg: BackboneConfig) -> SentenceTextTower:
+        from transformers import AutoModel, AutoTokenizer
+
+        from pseudo.backbones.sentence import resolve_model
+
+        path = resolve_model(cfg.model)
+        try:
+            model = AutoModel.from_pretrained(path)
+            tokenizer = AutoTokenizer.from_pretrained(path)
+        except (OSError, ValueError) as exc:
+            raise PseudoError(f"could not load sentence text tower {cfg.model!r} ({path}): {exc}") from None
+        return cls(model, tokenizer)
+
+    def embed_tokens(self, ids: Tensor) -> Tensor:
+        out: Tensor = self.model.get_input_embeddings()(ids)
+        return out
+
+    def encode(self, embeds: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+        hidden: Tensor = self.model(inputs_embeds=embeds, attention_mask=mask.long()).last_hidden_state
+        weights = mask.unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
+        return hidden, pooled
+
+
+@TEXT_TOWERS.register("hf_clip")
+def _build_hf_clip(cfg: BackboneConfig) -> TextTower:
+    return HFClipTextTower.from_config(cfg)
+
+
+@TEXT_TOWERS.register("sentence")
+def _build_sentence(cfg: BackboneConfig) -> TextTower:
+    return SentenceTextTower.from_config(cfg)
+
+
+def build_text_tower(cfg: BackboneConfig) -> TextTower:
+    """The frozen text tower named by ``cfg.name`` (``hf_clip`` or ``sentence``), on the CPU in fp32."""
+    return TEXT_TOWERS.get(cfg.name)(cfg)
