@@ -156,3 +156,37 @@ def test_zero_shot_localize_on_a_synthetic_video(tmp_path: Path) -> None:
     assert windows and all(0 <= s < e <= 15.01 for s, e, _ in windows)
     assert [w[2] for w in windows] == sorted((w[2] for w in windows), reverse=True)
     assert np.isfinite([w[2] for w in windows]).all()
+
+
+def test_ddp_through_torchrun_on_cpu(tmp_path: Path) -> None:
+    """Two processes with the gloo backend: the same code path torchrun uses on GPUs."""
+    import os
+    import subprocess
+    import sys
+
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(
+        (RECIPES / "tiny_cpu.yaml").read_text().replace("n_train: 160, n_eval: 40", "n_train: 24, n_eval: 4")
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        "-m",
+        "pseudo",
+        "train",
+        str(recipe),
+        "--run-dir",
+        str(tmp_path / "run"),
+        "--epochs",
+        "1",
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = json.loads((tmp_path / "run/metrics.json").read_text())
+    n = len((tmp_path / "run/synthetic/train.jsonl").read_text().splitlines())
+    per_rank = -(-n // 2)
+    assert metrics["steps"] == -(-per_rank // 16), "each rank takes half of every epoch"
+    assert (tmp_path / "run/checkpoints/last.pt").is_file()
