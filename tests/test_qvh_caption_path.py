@@ -1,0 +1,110 @@
+"""The zero-shot QVHighlights-from-captions path on the shipped 8-video slice: caption features
+(real MiniLM), proposals, pseudo-labels, baselines, a small CoOp localizer, official metrics."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from pseudo.backbones import BackboneConfig, build_backbone
+from pseudo.caption_baselines import score_proposals, tfidf_caption_windows, windows_from_curve
+from pseudo.captions.external import ExternalCaptions
+from pseudo.cli import app
+from pseudo.data.benchmarks import load_qvh_jsonl
+from pseudo.evaluate import evaluate, score
+from pseudo.features import FeatureStore
+from pseudo.proposal_stage import read_proposals
+
+SLICE = Path(__file__).parent / "fixtures" / "qvhighlights_val_slice"
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`pseudo features --captions`, `pseudo proposals`, `pseudo captions`, as a user runs them."""
+    work = tmp_path_factory.mktemp("qvh")
+    caps = str(SLICE / "captions")
+    steps = [
+        ["features", "--captions", caps, "--out", str(work / "store")],
+        ["proposals", "--features-dir", str(work / "store"), "--out", str(work / "props.jsonl"), "--steps", "0"],
+        [
+            "captions",
+            "--proposals",
+            str(work / "props.jsonl"),
+            "--features-dir",
+            str(work / "store"),
+            "--captions",
+            caps,
+            "--out",
+            str(work / "pseudo.jsonl"),
+        ],
+    ]
+    for args in steps:
+        res = runner.invoke(app, args)
+        assert res.exit_code == 0, res.output
+    return work
+
+
+def test_windows_from_curve() -> None:
+    import numpy as np
+
+    curve = np.array([0, 0, 1, 1, 0.2, 0, 0.8, 0.9, 0], dtype=float)
+    wins = windows_from_curve(curve, 2.0, 18.0)
+    assert wins[0][:2] == (4.0, 8.0)  # steps 2-3 at the top threshold
+    assert (12.0, 16.0) in [w[:2] for w in wins]
+    assert [w[2] for w in wins] == sorted((w[2] for w in wins), reverse=True)
+
+
+def test_baselines_and_zero_shot_on_real_captions(pipeline: Path) -> None:
+    gts = load_qvh_jsonl([SLICE / "gt.jsonl"])
+    tfidf = tfidf_caption_windows(gts, ExternalCaptions(SLICE / "captions"))
+    assert len(tfidf) == len(gts) and all(p.windows for p in tfidf)
+    enc = build_backbone(BackboneConfig(name="sentence", model="minilm"))
+    store = FeatureStore.load(pipeline / "store")
+    zs = score_proposals(gts, read_proposals(pipeline / "props.jsonl"), store, enc, outside_weight=0.0)
+    rep, _ = score(gts, zs, "qvhighlights")
+    assert 0 <= rep.headline["R1@0.5"] <= 100 and rep.headline["mIoU"] > 10
+
+
+def test_localizer_trains_on_pseudo_labels_and_scores_on_real_queries(pipeline: Path, tmp_path: Path) -> None:
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(
+        f"name: qvh_slice\ndevice: cpu\n"
+        f"data: {{train: [{pipeline / 'pseudo.jsonl'}], features: {pipeline / 'store'}, max_len: 80,"
+        f" eval_dataset: jsonl, eval_split: custom, eval_gt: [{SLICE / 'gt.jsonl'}]}}\n"
+        "text: {name: sentence, model: minilm}\n"
+        "model: {d_model: 32, n_heads: 2, n_layers: 1, levels: 3, max_query_tokens: 24}\n"
+        "optim: {epochs: 2, batch_size: 32, warmup_steps: 2, log_every: 1}\n"
+    )
+    res = runner.invoke(app, ["train", str(recipe), "--run-dir", str(tmp_path / "run"), "--json"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert out["steps"] > 0 and out["metrics"] is not None
+    # the pseudo-labels hold no GT window: training never saw a human timestamp
+    gt_windows = {tuple(w) for q in load_qvh_jsonl([SLICE / "gt.jsonl"]) for w in q.windows}
+    labels = load_qvh_jsonl([pipeline / "pseudo.jsonl"])
+    assert all(q.source == "pseudo" for q in labels)
+    assert sum(tuple(w) in gt_windows for q in labels for w in q.windows) < len(labels) // 4
+    preds = tmp_path / "preds.jsonl"
+    res = runner.invoke(
+        app,
+        [
+            "predict",
+            "--run",
+            str(tmp_path / "run"),
+            "-d",
+            "jsonl",
+            "-s",
+            "custom",
+            "--gt",
+            str(SLICE / "gt.jsonl"),
+            "--out",
+            str(preds),
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    result = evaluate(preds, "jsonl", "custom", gt_files=[SLICE / "gt.jsonl"], protocol="qvhighlights")
+    assert set(result.metrics) >= {"R1@0.5", "R1@0.7", "mAP@0.5", "mAP@0.75", "mAP", "mIoU"}
