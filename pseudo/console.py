@@ -9,7 +9,10 @@ from rich.table import Table
 
 
 def stderr_console() -> Console:
-    return Console(stderr=True, highlight=False)
+    con = Console(stderr=True, highlight=False)
+    if not con.is_terminal:  # logs and CI: wide enough that tables do not wrap
+        con = Console(stderr=True, highlight=False, width=140)
+    return con
 
 
 def metrics_table(title: str, rows: Mapping[str, Mapping[str, float]], columns: Sequence[str] | None = None) -> Table:

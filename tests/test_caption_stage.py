@@ -13,6 +13,7 @@ import pytest
 from typer.testing import CliRunner
 from videos import make_video
 
+import pseudo
 from proposals import ProposalConfig
 from pseudo.backbones import BackboneConfig
 from pseudo.caption_stage import CaptionsRunConfig, label_stats, run_captions, run_weak
@@ -29,7 +30,7 @@ from pseudo.metrics.iou import iou_cross
 from pseudo.proposal_stage import read_proposals, run_proposals
 from pseudo.video import SamplingConfig
 
-SLICE = Path(__file__).parent / "fixtures" / "qvhighlights_val_slice"
+SLICE = Path(pseudo.__file__).parent / "assets" / "demo" / "qvhighlights_val_slice"
 runner = CliRunner()
 
 

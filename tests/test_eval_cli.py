@@ -31,12 +31,21 @@ def _preds(path: Path, windows: dict[int, list[list[float]]], vids: dict[int, st
     return path
 
 
-def test_demo_runs_and_prints_json() -> None:
-    res = runner.invoke(app, ["demo", "--json"])
+def test_demo_runs_and_prints_json(tmp_path: Path) -> None:
+    res = runner.invoke(app, ["demo", "--json", "--work", str(tmp_path / "demo")])
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout)
-    assert out["n_queries"] == 150 and out["protocol"] == "qvhighlights"
-    assert 0 < out["metrics"]["R1@0.5"] < 100
+    official = out["official_check"]
+    assert official["n_queries"] == 150 and official["protocol"] == "qvhighlights"
+    assert 0 < official["metrics"]["R1@0.5"] < 100
+    rows = out["caption_pipeline"]
+    assert set(rows) == {
+        "prior fitted on the pseudo-labels",
+        "zero-shot proposal scoring",
+        "CoOp localizer trained on pseudo-labels",
+    }
+    assert all(0 <= r["R1@0.5"] <= 100 for r in rows.values())
+    assert (tmp_path / "demo/run/checkpoints/last.pt").is_file()
 
 
 def test_eval_json_and_table(tmp_path: Path) -> None:

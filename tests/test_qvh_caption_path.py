@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+import pseudo
 from pseudo.backbones import BackboneConfig, build_backbone
 from pseudo.caption_baselines import score_proposals, tfidf_caption_windows, windows_from_curve
 from pseudo.captions.external import ExternalCaptions
@@ -18,7 +19,7 @@ from pseudo.evaluate import evaluate, score
 from pseudo.features import FeatureStore
 from pseudo.proposal_stage import read_proposals
 
-SLICE = Path(__file__).parent / "fixtures" / "qvhighlights_val_slice"
+SLICE = Path(pseudo.__file__).parent / "assets" / "demo" / "qvhighlights_val_slice"
 runner = CliRunner()
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -82,18 +81,20 @@ def datasets_cmd(
 
 @app.command("demo")
 @friendly
-def demo_cmd(as_json: JsonFlag = False) -> None:
-    """Score the bundled slice (150 QVHighlights val queries, Moment-DETR predictions)."""
-    from pseudo.evaluate import evaluate
+def demo_cmd(
+    work: Annotated[Path, typer.Option("--work", help="Where the demo writes its stages.")] = Path("runs/demo"),
+    as_json: JsonFlag = False,
+) -> None:
+    """The method end to end on the bundled slice of real QVHighlights data (about a minute on CPU)."""
+    from pseudo.demo import caption_pipeline, official_check
 
-    demo = resources.files("pseudo") / "assets" / "demo"
-    with resources.as_file(demo) as d:
-        result = evaluate(
-            d / "momentdetr_val_slice_preds.jsonl",
-            "jsonl",
-            "demo",
-            gt_files=[d / "qvhighlights_val_slice.jsonl"],
-            protocol="qvhighlights",
-        )
-    stderr_console().print("bundled demo: QVHighlights val (first 150 queries), Moment-DETR predictions")
-    _report_eval(result, as_json)
+    con = stderr_console()
+    con.print("1/2 official QVHighlights metrics, Moment-DETR sample predictions (150 val queries)")
+    official = official_check()
+    _report_eval(official, False)
+    con.print("2/2 zero-shot retrieval on 8 real val videos from their clip captions (no human timestamps)")
+    rows = caption_pipeline(work)
+    con.print(metrics_table("8 QVHighlights val videos, 8 real queries (official metrics)", rows))
+    con.print(f"stages and the trained run are in {work}")
+    if as_json:
+        emit_json({"official_check": official.to_json(), "caption_pipeline": rows})
