@@ -77,7 +77,9 @@ def cached_captions(props: Path, out: Path, cfg: CaptionsRunConfig, store: Featu
     from pseudo.data.benchmarks import load_qvh_jsonl
 
     meta = out.with_name(out.name + ".bench.json")
-    key = {"proposals_mtime": props.stat().st_mtime, "cfg": cfg.model_dump(mode="json")}
+    import hashlib
+
+    key = {"proposals": hashlib.sha256(props.read_bytes()).hexdigest(), "cfg": cfg.model_dump(mode="json")}
     if out.is_file() and meta.is_file() and json.loads(meta.read_text()) == key:
         return load_qvh_jsonl([out])
     _, queries = run_captions(props, out, cfg, store)

@@ -55,6 +55,7 @@ class LocalizerConfig(BaseModel):
     n_ctx: Annotated[int, Field(ge=0)] = 4
     ctx_init: str | None = "a video of"
     max_query_tokens: Annotated[int, Field(ge=3)] = 32
+    similarity_channel: bool = True
 
     @model_validator(mode="after")
     def _check(self) -> Self:
@@ -173,6 +174,9 @@ class MomentLocalizer(nn.Module):
             max_length=cfg.max_query_tokens + (0 if cfg.prompt == "hand" else cfg.n_ctx),
         )
         self.video_proj = nn.Linear(video_dim, d)
+        # when the video features live in the text tower's space (CLIP image/text, caption/MiniLM),
+        # the cosine of each step with the prompted query is a strong cue: fed in as one channel
+        self.sim_proj: nn.Linear | None = nn.Linear(1, d) if cfg.similarity_channel and tower.dim == video_dim else None
         self.video_norm = nn.LayerNorm(d)
         self.dropout = nn.Dropout(cfg.dropout)
         self.text_proj = nn.Linear(tower.dim, d)
@@ -205,8 +209,7 @@ class MomentLocalizer(nn.Module):
         """Names of the parameters that train (context vectors, meta-net, temporal/fusion/heads)."""
         return [name for name, p in self.named_parameters() if p.requires_grad]
 
-    def _fuse(self, x: Tensor, texts: Sequence[str], video_pooled: Tensor) -> Tensor:
-        tokens, text_mask, pooled = self.prompt(texts, video_pooled if self.cfg.prompt == "cocoop" else None)
+    def _fuse(self, x: Tensor, tokens: Tensor, text_mask: Tensor, pooled: Tensor) -> Tensor:
         if self.cross_attn is not None:
             keys = self.text_proj(tokens)
             attended, _ = self.cross_attn(x, keys, keys, key_padding_mask=~text_mask, need_weights=False)
@@ -231,9 +234,13 @@ class MomentLocalizer(nn.Module):
         m = video_mask.unsqueeze(-1).to(video.dtype)
         video_pooled = (video * m).sum(1) / m.sum(1).clamp(min=1)
 
+        tokens, text_mask, pooled = self.prompt(texts, video_pooled if self.cfg.prompt == "cocoop" else None)
         x = self.video_proj(video) + sinusoidal_positions(steps, self.cfg.d_model, video.device)
+        if self.sim_proj is not None:
+            sim = F.cosine_similarity(video, pooled.unsqueeze(1).to(video.dtype), dim=-1)  # (B, T)
+            x = x + self.sim_proj(sim.unsqueeze(-1))
         x = self.dropout(self.video_norm(x))
-        x = self._fuse(x, texts, video_pooled)
+        x = self._fuse(x, tokens, text_mask, pooled)
         if self.encoder is not None:
             x = self.encoder(x, src_key_padding_mask=~video_mask)
         feat = (x * m).transpose(1, 2)  # (B, d, T)

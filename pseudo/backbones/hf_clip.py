@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -12,6 +10,7 @@ import torch
 from numpy.typing import NDArray
 
 from pseudo.backbones.base import BackboneConfig, l2_normalise, resolve_device, resolve_dtype
+from pseudo.backbones.preprocess import preprocessor_config, to_pixels
 from pseudo.errors import PseudoError
 
 # CLIP's published preprocessing, used when a model directory has no preprocessor_config.json
@@ -31,8 +30,8 @@ class HFClipBackbone:
         self.tokenizer = tokenizer
         self.size = int(preprocess["size"])
         self.crop = int(preprocess["crop"])
-        self.mean = torch.tensor(preprocess["mean"], device=self.device).view(1, 3, 1, 1)
-        self.std = torch.tensor(preprocess["std"], device=self.device).view(1, 3, 1, 1)
+        self.mean = torch.tensor(preprocess["mean"], device=self.device)
+        self.std = torch.tensor(preprocess["std"], device=self.device)
         self.dim = int(model.config.projection_dim)
 
     @classmethod
@@ -54,20 +53,7 @@ class HFClipBackbone:
         return cls(model, tokenizer, read_preprocess(cfg.model, image_size), cfg)
 
     def _pixels(self, frames: NDArray[np.uint8]) -> torch.Tensor:
-        x = torch.from_numpy(np.ascontiguousarray(frames)).to(self.device).permute(0, 3, 1, 2).float() / 255.0
-        h, w = x.shape[-2:]
-        scale = self.size / min(h, w)
-        x = torch.nn.functional.interpolate(
-            x,
-            size=(max(self.crop, round(h * scale)), max(self.crop, round(w * scale))),
-            mode="bicubic",
-            antialias=True,
-            align_corners=False,
-        ).clamp_(0, 1)
-        h, w = x.shape[-2:]
-        top, left = (h - self.crop) // 2, (w - self.crop) // 2
-        x = x[..., top : top + self.crop, left : left + self.crop]
-        return (x - self.mean) / self.std
+        return to_pixels(frames, self.size, self.crop, self.mean, self.std, self.device)
 
     @torch.inference_mode()
     def encode_images(self, frames: NDArray[np.uint8]) -> NDArray[np.float32]:
@@ -108,17 +94,7 @@ def _pooled(out: Any) -> torch.Tensor:
 
 def read_preprocess(model: str, image_size: int) -> dict[str, Any]:
     """Mean/std/resize/crop from the model's preprocessor_config.json (local dir or hub)."""
-    cfg: dict[str, Any] = {}
-    local = Path(model) / "preprocessor_config.json"
-    if local.is_file():
-        cfg = json.loads(local.read_text())
-    elif not Path(model).exists():
-        try:
-            from huggingface_hub import hf_hub_download
-
-            cfg = json.loads(Path(hf_hub_download(model, "preprocessor_config.json")).read_text())
-        except Exception:  # offline or no such file: fall back to CLIP's published values
-            cfg = {}
+    cfg = preprocessor_config(model)
     size = cfg.get("size", image_size)
     crop = cfg.get("crop_size", image_size)
     return {

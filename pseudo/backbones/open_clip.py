@@ -13,6 +13,7 @@ import torch
 from numpy.typing import NDArray
 
 from pseudo.backbones.base import BackboneConfig, l2_normalise, resolve_device, resolve_dtype
+from pseudo.backbones.preprocess import to_pixels
 from pseudo.errors import PseudoError
 
 
@@ -28,8 +29,8 @@ class OpenClipBackbone:
         self.size = int(size)
         mean = getattr(vis, "image_mean", None) or (0.48145466, 0.4578275, 0.40821073)
         std = getattr(vis, "image_std", None) or (0.26862954, 0.26130258, 0.27577711)
-        self.mean = torch.tensor(mean, device=self.device).view(1, 3, 1, 1)
-        self.std = torch.tensor(std, device=self.device).view(1, 3, 1, 1)
+        self.mean = torch.tensor(mean, device=self.device)
+        self.std = torch.tensor(std, device=self.device)
         self.dim = int(getattr(vis, "output_dim", 0) or model.text_projection.shape[1])
 
     @classmethod
@@ -45,19 +46,7 @@ class OpenClipBackbone:
         return cls(model, open_clip.get_tokenizer(cfg.model), cfg)
 
     def _pixels(self, frames: NDArray[np.uint8]) -> torch.Tensor:
-        x = torch.from_numpy(np.ascontiguousarray(frames)).to(self.device).permute(0, 3, 1, 2).float() / 255.0
-        h, w = x.shape[-2:]
-        scale = self.size / min(h, w)
-        x = torch.nn.functional.interpolate(
-            x,
-            size=(max(self.size, round(h * scale)), max(self.size, round(w * scale))),
-            mode="bicubic",
-            antialias=True,
-            align_corners=False,
-        ).clamp_(0, 1)
-        h, w = x.shape[-2:]
-        top, left = (h - self.size) // 2, (w - self.size) // 2
-        return (x[..., top : top + self.size, left : left + self.size] - self.mean) / self.std
+        return to_pixels(frames, self.size, self.size, self.mean, self.std, self.device)
 
     @torch.inference_mode()
     def encode_images(self, frames: NDArray[np.uint8]) -> NDArray[np.float32]:

@@ -11,6 +11,7 @@ from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field
 
 from pseudo.backbones.base import Device, Precision
+from pseudo.backbones.preprocess import preprocessor_config, to_pixels
 from pseudo.errors import PseudoError
 
 if TYPE_CHECKING:
@@ -63,8 +64,8 @@ class BlipCaptioner:
         self.model = model.to(self.device).eval()
         self.tokenizer = tokenizer
         self.height, self.width = int(preprocess["height"]), int(preprocess["width"])
-        self.mean = torch.tensor(preprocess["mean"], device=self.device, dtype=torch.float32).view(1, 3, 1, 1)
-        self.std = torch.tensor(preprocess["std"], device=self.device, dtype=torch.float32).view(1, 3, 1, 1)
+        self.mean = torch.tensor(preprocess["mean"], device=self.device, dtype=torch.float32)
+        self.std = torch.tensor(preprocess["std"], device=self.device, dtype=torch.float32)
         self.prompt = (cfg.prompt or "").strip()
         text_cfg = model.config.text_config
         prompt_ids: list[int] = tokenizer(self.prompt, add_special_tokens=False)["input_ids"] if self.prompt else []
@@ -94,13 +95,7 @@ class BlipCaptioner:
         return cls(model, tokenizer, read_preprocess(cfg.model, side), cfg)
 
     def _pixels(self, frames: NDArray[np.uint8]) -> torch.Tensor:
-        import torch
-
-        x = torch.from_numpy(np.ascontiguousarray(frames)).to(self.device).permute(0, 3, 1, 2).float() / 255.0
-        x = torch.nn.functional.interpolate(
-            x, size=(self.height, self.width), mode="bicubic", antialias=True, align_corners=False
-        ).clamp_(0, 1)
-        return (x - self.mean) / self.std
+        return to_pixels(frames, (self.height, self.width), None, self.mean, self.std, self.device)
 
     def caption(self, frames: NDArray[np.uint8]) -> list[str]:
         """One caption per frame of ``frames`` (N, H, W, 3) uint8 RGB, stripped, in order."""
@@ -142,17 +137,7 @@ class BlipCaptioner:
 def read_preprocess(model: str, image_size: int) -> dict[str, Any]:
     """Mean/std and the (height, width) BLIP resizes to, from the model's preprocessor_config.json
     (local dir or hub cache), else BLIP's published values at the vision tower's image size."""
-    cfg: dict[str, Any] = {}
-    local = Path(model) / "preprocessor_config.json"
-    if local.is_file():
-        cfg = json.loads(local.read_text())
-    elif not Path(model).exists():
-        try:
-            from huggingface_hub import hf_hub_download
-
-            cfg = json.loads(Path(hf_hub_download(model, "preprocessor_config.json")).read_text())
-        except Exception:  # offline or no such file: fall back to BLIP's published values
-            cfg = {}
+    cfg = preprocessor_config(model)
     size = cfg.get("size", image_size)
     if isinstance(size, dict):
         height = size.get("height") or size.get("shortest_edge") or image_size
