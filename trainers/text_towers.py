@@ -155,17 +155,9 @@ class SentenceTextTower(TextTower):
 
     @classmethod
     def from_config(cls, cfg: BackboneConfig) -> SentenceTextTower:
-        from transformers import AutoModel, AutoTokenizer
+        from pseudo.backbones.sentence import load_sentence_model
 
-        from pseudo.backbones.sentence import resolve_model
-
-        path = resolve_model(cfg.model)
-        try:
-            model = AutoModel.from_pretrained(path)
-            tokenizer = AutoTokenizer.from_pretrained(path)
-        except (OSError, ValueError) as exc:
-            raise PseudoError(f"could not load sentence text tower {cfg.model!r} ({path}): {exc}") from None
-        return cls(model, tokenizer)
+        return cls(*load_sentence_model(cfg.model))
 
     def embed_tokens(self, ids: Tensor) -> Tensor:
         out: Tensor = self.model.get_input_embeddings()(ids)

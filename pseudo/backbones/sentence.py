@@ -29,6 +29,17 @@ def resolve_model(name: str) -> str:
     return name
 
 
+def load_sentence_model(name: str) -> tuple[Any, Any]:
+    """(model, tokenizer) of a BERT-style sentence encoder: HF id, local dir or ``minilm``."""
+    from transformers import AutoModel, AutoTokenizer
+
+    path = resolve_model(name)
+    try:
+        return AutoModel.from_pretrained(path), AutoTokenizer.from_pretrained(path)
+    except (OSError, ValueError) as exc:
+        raise PseudoError(f"could not load sentence encoder {name!r} ({path}): {exc}") from None
+
+
 class SentenceBackbone:
     """Text-only: ``encode_texts`` gives mean-pooled, L2-normalised token embeddings."""
 
@@ -43,15 +54,7 @@ class SentenceBackbone:
 
     @classmethod
     def from_config(cls, cfg: BackboneConfig) -> SentenceBackbone:
-        from transformers import AutoModel, AutoTokenizer
-
-        path = resolve_model(cfg.model)
-        try:
-            model = AutoModel.from_pretrained(path)
-            tokenizer = AutoTokenizer.from_pretrained(path)
-        except OSError as exc:
-            raise PseudoError(f"could not load sentence encoder {cfg.model!r} ({path}): {exc}") from None
-        return cls(model, tokenizer, cfg)
+        return cls(*load_sentence_model(cfg.model), cfg)
 
     @torch.inference_mode()
     def encode_texts(self, texts: Sequence[str]) -> NDArray[np.float32]:
