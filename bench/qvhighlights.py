@@ -87,10 +87,13 @@ def cached_captions(props: Path, out: Path, cfg: CaptionsRunConfig, store: Featu
     return queries
 
 
-def top_labels(labels: list[Query], per_video: int) -> list[Query]:
-    """The ``per_video`` labels of each video with the best caption-selection score."""
+def top_labels(labels: list[Query], per_video: int, max_seconds: float | None = None) -> list[Query]:
+    """The ``per_video`` labels of each video with the best caption-selection score (optionally only
+    moments up to ``max_seconds``)."""
     by_vid: dict[str, list[Query]] = {}
     for q in labels:
+        if max_seconds is not None and q.windows[0][1] - q.windows[0][0] > max_seconds:
+            continue
         by_vid.setdefault(q.vid, []).append(q)
     out = []
     for qs in by_vid.values():
@@ -99,12 +102,31 @@ def top_labels(labels: list[Query], per_video: int) -> list[Query]:
     return out
 
 
+def with_query_type(labels: list[Query], query_type: str) -> list[Query]:
+    """Natural captions, their PSVL-style simplification, or both as separate samples."""
+    if query_type == "natural":
+        return labels
+    simple = [
+        Query(f"{q.qid}~s", q.vid, q.duration, str(q.meta["query_simple"]), q.windows, q.source, q.meta)
+        for q in labels
+        if q.meta.get("query_simple")
+    ]
+    return simple if query_type == "simple" else labels + simple
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--work", type=Path, default=Path("runs/bench_qvh"))
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--labels-per-video", type=int, default=12)
     ap.add_argument("--ablations", action="store_true")
+    ap.add_argument("--max-label-seconds", type=float, default=None, help="drop longer pseudo-moments")
+    ap.add_argument(
+        "--query-type",
+        choices=("natural", "simple", "both"),
+        default="natural",
+        help="train on the selected captions, their noun+verb simplification, or both",
+    )
     ap.add_argument("--out", default="bench/results/qvhighlights.md")
     args = ap.parse_args()
     con = Console(stderr=True, width=180)
@@ -176,7 +198,8 @@ def main() -> None:
         path = args.work / f"labels_{name}.jsonl"
         from pseudo.io import atomic_write_jsonl
 
-        atomic_write_jsonl(path, (q.to_json() for q in top_labels(labels, args.labels_per_video)))
+        kept = with_query_type(top_labels(labels, args.labels_per_video, args.max_label_seconds), args.query_type)
+        atomic_write_jsonl(path, (q.to_json() for q in kept))
         recipe = RecipeConfig(
             name=name,
             data=DataConfig(train=[str(path)], features=str(args.work / "qvh_val_minilm"), max_len=80),
@@ -204,29 +227,49 @@ def main() -> None:
             )
             add(f"trained localizer: {name}", split, preds)
 
+    suffix = f", moments <= {args.max_label_seconds:g} s" if args.max_label_seconds else ""
+    suffix += f", {args.query_type} queries" if args.query_type != "natural" else ""
     base = LocalizerConfig(d_model=128, n_heads=4, n_layers=1, levels=4, prompt="coop", max_query_tokens=24)
-    run_variant("coop", labels, base)
+    run_variant("coop" + suffix, labels, base)
     if args.ablations:
-        run_variant("hand-prompt", labels, base.model_copy(update={"prompt": "hand"}))
-        run_variant("cocoop", labels, base.model_copy(update={"prompt": "cocoop"}))
+        run_variant("hand-prompt" + suffix, labels, base.model_copy(update={"prompt": "hand"}))
+        run_variant("cocoop" + suffix, labels, base.model_copy(update={"prompt": "cocoop"}))
         centre = CaptionsRunConfig(captioner=ccfg.captioner, queries=QueryConfig(selection="centre"))
         labels_centre = timer(
             "pseudo-labels (val captions)",
             lambda: cached_captions(props["val"], args.work / "pseudo_val_centre.jsonl", centre, stores["val"]),
         )
-        run_variant("coop, no caption selection", labels_centre, base)
+        run_variant("coop" + suffix + ", no caption selection", labels_centre, base)
+        k8 = pcfg.model_copy(update={"num_clusters": 8})
+        props_k8 = args.work / "proposals_val_k8.jsonl"
+        timer("proposals (val)", partial(run_proposals, stores["val"], k8, props_k8))
+        labels_k8 = timer(
+            "pseudo-labels (val captions)",
+            lambda: cached_captions(props_k8, args.work / "pseudo_val_k8.jsonl", ccfg, stores["val"]),
+        )
+        run_variant("coop" + suffix + ", k-means k=8 (not silhouette)", labels_k8, base)
 
     table = markdown_table(rows, ["method", "split", *COLS])
     pub = markdown_table(PUBLISHED, ["method", "split", "R1@0.5", "R1@0.7", "mAP"])
     con.print(table)
+    flags = " ".join(
+        f
+        for f in (
+            "--ablations" if args.ablations else "",
+            f"--max-label-seconds {args.max_label_seconds:g}" if args.max_label_seconds else "",
+            f"--query-type {args.query_type}" if args.query_type != "natural" else "",
+        )
+        if f
+    )
     text = header(
         "Zero-shot QVHighlights from real clip captions",
-        "python bench/qvhighlights.py " + ("--ablations" if args.ablations else ""),
+        f"python bench/qvhighlights.py {flags}".strip(),
     )
     text += (
         "Official QVHighlights metrics (percent). Captions: VTG-GPT's MiniGPT-v2 clip captions (2 s); features: "
         "MiniLM embeddings of those captions; proposals: self-similarity k-means (k by silhouette), 100 per video; "
-        f"pseudo-labels: val videos only, {args.labels_per_video} per video with the best caption-selection score; "
+        f"pseudo-labels: val videos only, {args.labels_per_video} per video with the best caption-selection score"
+        f"{suffix}; "
         f"localizer: CoOp (4 context vectors) on the frozen MiniLM, {args.epochs} epochs. Val rows of methods that "
         "learn from val captions are transductive; test videos were never seen.\n\n"
         + table

@@ -190,3 +190,16 @@ def test_ddp_through_torchrun_on_cpu(tmp_path: Path) -> None:
     per_rank = -(-n // 2)
     assert metrics["steps"] == -(-per_rank // 16), "each rank takes half of every epoch"
     assert (tmp_path / "run/checkpoints/last.pt").is_file()
+
+
+def test_label_selection_by_length_and_score() -> None:
+    from pseudo.data import Query
+    from trainers.data import select_labels
+
+    def q(i: int, vid: str, s: float, e: float, score: float) -> Query:
+        return Query(i, vid, 100.0, "x", ((s, e),), "pseudo", {"provenance": {"selection_score": score}})
+
+    labels = [q(1, "a", 0, 10, 0.1), q(2, "a", 0, 50, 0.9), q(3, "a", 5, 20, 0.5), q(4, "b", 0, 30, 0.2)]
+    assert [x.qid for x in select_labels(labels, max_seconds=40)] == [1, 3, 4]
+    assert [x.qid for x in select_labels(labels, per_video=1)] == [2, 4]
+    assert [x.qid for x in select_labels(labels, max_seconds=40, per_video=1)] == [3, 4]

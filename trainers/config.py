@@ -34,6 +34,8 @@ class DataConfig(_Strict):
     synthetic: SyntheticData | None = None
     clip_seconds: Annotated[float, Field(gt=0)] = 1.0  # for folders of foreign .npy/.npz arrays
     max_len: Annotated[int, Field(ge=8)] = 128
+    max_label_seconds: Annotated[float, Field(gt=0)] | None = None  # drop longer training moments
+    labels_per_video: Annotated[int, Field(ge=1)] | None = None  # keep the best-scored labels of each video
     eval_dataset: str | None = None
     eval_split: str = "test"
     eval_gt: list[str] | None = None

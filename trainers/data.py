@@ -110,6 +110,24 @@ def collate(samples: Sequence[Sample]) -> Batch:
     return Batch(video, mask, [s.text for s in samples], windows, list(samples))
 
 
+def select_labels(
+    queries: Sequence[Query], max_seconds: float | None = None, per_video: int | None = None
+) -> list[Query]:
+    """Training labels up to ``max_seconds`` long, and at most ``per_video`` per video: those with the
+    best caption-selection score (``meta.provenance.selection_score``), else the first ones."""
+    kept = [q for q in queries if max_seconds is None or all(e - s <= max_seconds for s, e in q.windows)]
+    if per_video is None:
+        return kept
+    by_vid: dict[str, list[Query]] = {}
+    for q in kept:
+        by_vid.setdefault(q.vid, []).append(q)
+    out: list[Query] = []
+    for qs in by_vid.values():
+        ranked = sorted(qs, key=lambda q: -float(q.meta.get("provenance", {}).get("selection_score", 0.0)))
+        out.extend(ranked[:per_video])
+    return out
+
+
 def usable(queries: Sequence[Query], source: FeatureSource) -> tuple[list[Query], int]:
     """Queries whose video has features and that have at least one non-empty window."""
     have = set(source.vids())

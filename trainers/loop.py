@@ -30,7 +30,7 @@ from pseudo.features import open_features
 from pseudo.io import atomic_write_json, atomic_write_text
 from pseudo.settings import code_version, dump_yaml
 from trainers.config import RecipeConfig
-from trainers.data import FeatureCache, collate, make_sample, usable
+from trainers.data import FeatureCache, collate, make_sample, select_labels, usable
 from trainers.losses import localizer_loss
 from trainers.model import MomentLocalizer
 from trainers.text_towers import build_text_tower
@@ -138,7 +138,9 @@ def train(
     seed_everything(opt_cfg.seed)
 
     source = open_features(recipe.data.features, clip_seconds=recipe.data.clip_seconds)
-    queries, skipped = usable(load_qvh_jsonl([Path(p) for p in recipe.data.train]), source)
+    labels = load_qvh_jsonl([Path(p) for p in recipe.data.train])
+    labels = select_labels(labels, recipe.data.max_label_seconds, recipe.data.labels_per_video)
+    queries, skipped = usable(labels, source)
     cache = FeatureCache(source)
     video_dim = cache.get(queries[0].vid)[0].shape[1]
     model = build_model(recipe, video_dim).to(device)
