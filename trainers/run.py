@@ -42,13 +42,14 @@ def predict_split(
     gt_files: Sequence[str | Path] | None = None,
     clip_seconds: float | None = None,
     device: str = "auto",
+    data_root: str | Path | None = None,
 ) -> list[Prediction]:
     """Predictions for every query of a split whose video has features, written as JSONL."""
     model, recipe = load_run(run_dir, device)
     source: FeatureSource = open_features(
         features or recipe.data.eval_features or recipe.data.features, clip_seconds or recipe.data.clip_seconds
     )
-    queries = load_dataset(dataset, split, files=gt_files)
+    queries = load_dataset(dataset, split, files=gt_files, data_root=data_root)
     have = set(source.vids())
     kept = [q for q in queries if q.vid in have]
     if not kept:

@@ -73,7 +73,7 @@ def predict_cmd(
     """Write predictions for a benchmark split with a trained run."""
     from trainers.run import predict_split
 
-    preds = predict_split(run, dataset, split, out, features, gt, device=device)
+    preds = predict_split(run, dataset, split, out, features, gt, device=device, data_root=data_root)
     stderr_console().print(f"wrote {len(preds)} predictions to {out}")
 
 
