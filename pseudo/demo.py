@@ -44,7 +44,7 @@ def official_check() -> EvalResult:
     )
 
 
-def caption_pipeline(work: str | Path, epochs: int = 6) -> dict[str, dict[str, float]]:
+def caption_pipeline(work: str | Path, epochs: int = 15) -> dict[str, dict[str, float]]:
     """Rows of official metrics for the prior, zero-shot scoring and the trained localizer."""
     from trainers.config import DataConfig, OptimConfig, RecipeConfig
     from trainers.data import FeatureCache
@@ -71,7 +71,9 @@ def caption_pipeline(work: str | Path, epochs: int = 6) -> dict[str, dict[str, f
     recipe = RecipeConfig(
         name="demo",
         device="cpu",
-        data=DataConfig(train=[str(work / "pseudo_train.jsonl")], features=str(work / "store"), max_len=80),
+        data=DataConfig(
+            train=[str(work / "pseudo_train.jsonl")], features=str(work / "store"), max_len=80, max_label_seconds=40
+        ),
         model=LocalizerConfig(d_model=64, n_heads=4, n_layers=1, levels=3, max_query_tokens=24),
         optim=OptimConfig(epochs=epochs, batch_size=32, lr=1e-3, warmup_steps=5, log_every=1000),
     )
