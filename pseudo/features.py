@@ -19,9 +19,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import shutil
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -34,7 +32,7 @@ from pydantic import BaseModel, ConfigDict
 
 from pseudo.backbones import Backbone, BackboneConfig
 from pseudo.errors import PseudoError
-from pseudo.io import atomic_write_json, atomic_write_jsonl
+from pseudo.io import atomic_write_bytes, atomic_write_json, atomic_write_jsonl
 from pseudo.registry import Registry
 from pseudo.settings import code_version, settings_hash
 from pseudo.video import SamplingConfig, VideoError, sample_frames
@@ -129,19 +127,9 @@ class RunSummary:
 
 
 def _atomic_save_npz(path: Path, **arrays: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()
     np.savez(buf, **arrays)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(buf.getvalue())
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(path, buf.getvalue())
 
 
 class FeatureStore:
