@@ -4,18 +4,9 @@ from __future__ import annotations
 
 import os
 import platform
-import subprocess
 from pathlib import Path
 
-
-def code_version() -> str:
-    root = Path(__file__).resolve().parents[1]
-    try:
-        rev = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain"], capture_output=True, text=True)
-    except OSError:
-        return "unknown"
-    return rev.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+from pseudo.settings import code_version
 
 
 def machine() -> str:

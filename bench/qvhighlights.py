@@ -39,7 +39,7 @@ from pseudo.evaluate import score
 from pseudo.features import FeatureStore
 from pseudo.proposal_stage import read_proposals, run_proposals
 from trainers.config import DataConfig, OptimConfig, RecipeConfig
-from trainers.data import FeatureCache
+from trainers.data import FeatureCache, select_labels
 from trainers.infer import predict
 from trainers.loop import train
 from trainers.model import LocalizerConfig
@@ -85,21 +85,6 @@ def cached_captions(props: Path, out: Path, cfg: CaptionsRunConfig, store: Featu
     _, queries = run_captions(props, out, cfg, store)
     meta.write_text(json.dumps(key))
     return queries
-
-
-def top_labels(labels: list[Query], per_video: int, max_seconds: float | None = None) -> list[Query]:
-    """The ``per_video`` labels of each video with the best caption-selection score (optionally only
-    moments up to ``max_seconds``)."""
-    by_vid: dict[str, list[Query]] = {}
-    for q in labels:
-        if max_seconds is not None and q.windows[0][1] - q.windows[0][0] > max_seconds:
-            continue
-        by_vid.setdefault(q.vid, []).append(q)
-    out = []
-    for qs in by_vid.values():
-        qs.sort(key=lambda q: -float(q.meta.get("provenance", {}).get("selection_score", 0.0)))
-        out.extend(qs[:per_video])
-    return out
 
 
 def with_query_type(labels: list[Query], query_type: str) -> list[Query]:
@@ -198,7 +183,7 @@ def main() -> None:
         path = args.work / f"labels_{name}.jsonl"
         from pseudo.io import atomic_write_jsonl
 
-        kept = with_query_type(top_labels(labels, args.labels_per_video, args.max_label_seconds), args.query_type)
+        kept = with_query_type(select_labels(labels, args.max_label_seconds, args.labels_per_video), args.query_type)
         atomic_write_jsonl(path, (q.to_json() for q in kept))
         recipe = RecipeConfig(
             name=name,
@@ -208,13 +193,12 @@ def main() -> None:
             optim=OptimConfig(epochs=args.epochs, batch_size=64, lr=5e-4, warmup_steps=50, log_every=50),
         )
         run = args.work / "runs" / name
-        if (
+        trained = (  # already trained with these settings: reuse the run
             (run / "metrics.json").is_file()
             and (run / "recipe.json").is_file()
             and json.loads((run / "recipe.json").read_text()) == recipe.model_dump(mode="json")
-        ):
-            pass  # trained already with these settings
-        else:
+        )
+        if not trained:
             import shutil
 
             shutil.rmtree(run, ignore_errors=True)

@@ -68,12 +68,18 @@ class TextMemo:
         self.known.clear()
 
 
-def seed_from_caption_store(memo: TextMemo, features: FeatureSource | None, feats: VideoFeatures) -> None:
-    """A caption-track store's rows are the embeddings of its captions, by the same encoder."""
+def caption_track_of(features: FeatureSource | None) -> ExternalCaptions | None:
+    """The captions a caption-track store was made from (its rows are their embeddings)."""
     if isinstance(features, FeatureStore) and isinstance(features.cfg, CaptionFeaturesConfig):
-        caps = ExternalCaptions(features.cfg.captions, features.cfg.clip_seconds).captions(feats.vid)
-        if len(caps) == len(feats.features):
-            memo.seed([c.text for c in caps], feats.features)
+        return ExternalCaptions(features.cfg.captions, features.cfg.clip_seconds)
+    return None
+
+
+def seed_from_captions(memo: TextMemo, track: ExternalCaptions, feats: VideoFeatures) -> None:
+    """Reuse a caption-track store's rows as the embeddings of its captions (same encoder)."""
+    caps = track.captions(feats.vid)
+    if len(caps) == len(feats.features):
+        memo.seed([c.text for c in caps], feats.features)
 
 
 def text_encoder_for(features: FeatureSource | None) -> Backbone | None:
@@ -108,6 +114,7 @@ def run_captions(
     source = build_caption_source(cfg.captioner)
     base = text_encoder_for(features) if cfg.queries.selection == "contrastive" else None
     encoder = TextMemo(base) if base is not None else None
+    track = caption_track_of(features) if encoder is not None else None
     if cfg.queries.selection == "contrastive" and encoder is None:
         raise PseudoError(
             "contrastive caption selection needs --features-dir pointing at a pseudo feature store "
@@ -124,7 +131,8 @@ def run_captions(
             feats = features.get(vid) if features is not None else None
             if encoder is not None and feats is not None:
                 encoder.clear()  # memory stays bounded: one video's texts at a time
-                seed_from_caption_store(encoder, features, feats)
+                if track is not None:
+                    seed_from_captions(encoder, track, feats)
             qs = build_pseudo_queries(vid, float(props[0]["duration"]), props, source, cfg.queries, feats, encoder, nlp)
             queries.extend(qs)
             summary.done.append(vid)

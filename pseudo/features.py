@@ -21,7 +21,7 @@ import io
 import json
 import shutil
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Protocol
@@ -331,11 +331,6 @@ def extract_features(
     store._write_manifest(summary.failed)
     summary.seconds = time.perf_counter() - t0
     return summary
-
-
-def iter_features(source: FeatureSource, vids: Iterable[str] | None = None) -> Iterable[VideoFeatures]:
-    for vid in vids if vids is not None else source.vids():
-        yield source.get(vid)
 
 
 def build_features(

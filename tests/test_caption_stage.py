@@ -203,40 +203,19 @@ def test_cli_caption_pipeline(tmp_path: Path) -> None:
     assert json.loads(res.stdout)["done"] == 8
     res = runner.invoke(app, ["proposals", "--features-dir", str(store), "--out", str(props), "--steps", "0"])
     assert res.exit_code == 0, res.output
-    res = runner.invoke(
-        app,
-        [
-            "captions",
-            "--proposals",
-            str(props),
-            "--features-dir",
-            str(store),
-            "--captions",
-            str(SLICE / "captions"),
-            "--out",
-            str(out),
-            "--compare",
-            "jsonl:custom",
-            "--json",
-        ],
-    )
+    captions = [
+        "captions",
+        "--proposals",
+        str(props),
+        "--features-dir",
+        str(store),
+        "--captions",
+        str(SLICE / "captions"),
+    ]
+    res = runner.invoke(app, [*captions, "--out", str(out), "--compare", "jsonl:custom", "--json"])
     # --compare with the custom jsonl dataset has no default file: a clear error, nothing half-written
     assert res.exit_code == 2 and "no default files" in res.stderr and not out.exists()
-    res = runner.invoke(
-        app,
-        [
-            "captions",
-            "--proposals",
-            str(props),
-            "--features-dir",
-            str(store),
-            "--captions",
-            str(SLICE / "captions"),
-            "--out",
-            str(out),
-            "--json",
-        ],
-    )
+    res = runner.invoke(app, [*captions, "--out", str(out), "--json"])
     assert res.exit_code == 0, res.output
     stats = json.loads(res.stdout)["stats"]
     assert stats["videos"] == 8 and "query length" in res.stderr
