@@ -1,6 +1,6 @@
 """Prior-only baselines on the real test splits of all five benchmarks.
 
-    python bench/baselines.py [--data-root DIR] [--out bench/results/baselines.md]
+    python -m bench.baselines [--data-root DIR] [--out bench/results/baselines.md]
 
 Prints a table (stderr) and writes it as markdown. The prior is fitted on the train split only
 (DiDeMo has no train file here, so its prior is fitted on val: labelled as such).
@@ -60,7 +60,7 @@ def main() -> None:
                 qvh_md.append({**ident, **rep.headline})
     con.print(metrics_table("Prior-only baselines: R@k (%)", recall_rows, RECALL_COLS))
     con.print(metrics_table("Prior-only baselines: QVHighlights protocol (%)", qvh_rows, QVH_COLS))
-    text = header("Prior-only baselines", "python bench/baselines.py")
+    text = header("Prior-only baselines", "python -m bench.baselines")
     text += "R@k at IoU and mIoU (percent), every benchmark's test split (ActivityNet: val_2).\n\n"
     text += markdown_table(recall_md, ["split", "method", "queries", *RECALL_COLS])
     text += "\nQVHighlights, official protocol (percent).\n\n"

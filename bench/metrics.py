@@ -1,6 +1,6 @@
 """Speed of the vectorised metrics against the per-query loop reference, on synthetic queries.
 
-    python bench/metrics.py [--queries 20000] [--loop-queries 2000]
+    python -m bench.metrics [--queries 20000] [--loop-queries 2000]
 
 The loop reference (pseudo.metrics.reference) is the evaluators' algorithm one query at a time;
 it runs on a subset and is compared per query. Both are checked to agree before timing counts.
@@ -108,7 +108,7 @@ def main() -> None:
     cols = ["scorer", "queries", "seconds", f"s per {args.queries} q", "speed-up"]
     table = markdown_table(rows, cols)
     con.print(table)
-    text = header("Metric speed", "python bench/metrics.py")
+    text = header("Metric speed", "python -m bench.metrics")
     text += (
         "Synthetic QVHighlights-like queries (150 s videos, 1-3 GT windows, 10 ranked predictions). The loop "
         "baseline computes mAP at 10 IoU thresholds and R1@0.5, one query at a time; its time is scaled per query. "

@@ -1,6 +1,6 @@
 """Throughput of the proposal generator's stages on this machine.
 
-    python bench/proposals.py [--video PATH] [--out bench/results/proposals.md]
+    python -m bench.proposals [--video PATH] [--out bench/results/proposals.md]
 
 1. decode-only frames/s (PyAV, every frame of a real video, resized to 224 on the long side),
    and decode+encode frames/s with random CLIP models of two sizes (tiny; ViT-B/32 dimensions),
@@ -111,7 +111,7 @@ def main() -> None:
     prop_table = markdown_table(prop_rows, ["k", "steps", "seconds per video", "ratio to 32 steps"])
     con.print(decode_table)
     con.print(prop_table)
-    text = header("Proposal generator throughput", "python bench/proposals.py")
+    text = header("Proposal generator throughput", "python -m bench.proposals")
     text += (
         f"Video: `{video.name}` ({info.width}x{info.height}, {info.fps:.2f} fps, {info.duration:.1f} s), every frame "
         "decoded and resized to 224 on the long side; models are randomly initialised (no weights can be fetched "

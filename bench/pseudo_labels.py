@@ -1,7 +1,7 @@
 """Label-quality diagnostics of pseudo-labels made from the QVHighlights val clip captions,
 against the real GT of the same videos. Diagnostics only: nothing here is training signal.
 
-    python bench/pseudo_labels.py [--work runs/bench_pseudo_labels] [--limit N]
+    python -m bench.pseudo_labels [--work runs/bench_pseudo_labels] [--limit N]
 
 1. Proposal recall: the share of GT windows that some proposal among the video's top N (by score)
    covers at IoU >= 0.5 (and 0.7), N = 10, 50, 100, beside N random windows per video measured in
@@ -158,7 +158,7 @@ def main() -> None:
     )
     con.print(rec_table)
     con.print(sim_table)
-    text = header("Pseudo-label quality on QVHighlights val (diagnostics only)", "python bench/pseudo_labels.py")
+    text = header("Pseudo-label quality on QVHighlights val (diagnostics only)", "python -m bench.pseudo_labels")
     text += (
         f"{len(vids)} val videos; captions: VTG-GPT MiniGPT-v2 clip captions (2 s); features: MiniLM caption "
         f"embeddings; proposals: {pcfg.model_dump()}; pseudo-queries: contrastive caption selection, "

@@ -1,6 +1,6 @@
 """Training throughput and peak memory of the localizer on this machine.
 
-    python bench/train.py [--steps 30]
+    python -m bench.train [--steps 30]
 
 Each prompt mode runs in a fresh process (so peak RSS is its own) on the synthetic task of
 ``recipes/tiny_cpu.yaml`` with the real MiniLM text tower. The baseline is the hand-written prompt,
@@ -91,7 +91,7 @@ def main() -> None:
     cols = ["prompt", "steps/s", "samples/s", "ratio to hand prompt", "peak RSS (MiB)", "threads"]
     table = markdown_table(rows, cols)
     Console(stderr=True).print(table)
-    text = header("Localizer training throughput", "python bench/train.py")
+    text = header("Localizer training throughput", "python -m bench.train")
     text += (
         f"Synthetic task of recipes/tiny_cpu.yaml (d_model 64, 1 layer, 3 levels, 4 context vectors), batch "
         f"{args.batch}, {args.steps} timed steps after 3 warm-up steps, real MiniLM text tower (frozen), CPU fp32. "

@@ -23,7 +23,7 @@ from pseudo.captions.sources import CaptionerConfig
 from pseudo.data.benchmarks import load_qvh_jsonl
 from pseudo.evaluate import EvalResult, evaluate, score
 from pseudo.features import FeatureStore
-from pseudo.proposal_stage import read_proposals, run_proposals
+from pseudo.proposal_stage import event_boundaries, read_proposals, run_proposals
 
 DEMO_COLUMNS = ["R1@0.5", "R1@0.7", "mAP@0.5", "mAP", "mIoU"]
 
@@ -46,7 +46,7 @@ def official_check() -> EvalResult:
 
 def caption_pipeline(work: str | Path, epochs: int = 15) -> dict[str, dict[str, float]]:
     """Rows of official metrics for the prior, zero-shot scoring and the trained localizer."""
-    from trainers.config import DataConfig, OptimConfig, RecipeConfig
+    from trainers.config import DataConfig, DecodeConfig, OptimConfig, RecipeConfig
     from trainers.data import FeatureCache
     from trainers.infer import predict
     from trainers.loop import train
@@ -72,16 +72,22 @@ def caption_pipeline(work: str | Path, epochs: int = 15) -> dict[str, dict[str, 
         name="demo",
         device="cpu",
         data=DataConfig(
-            train=[str(work / "pseudo_train.jsonl")], features=str(work / "store"), max_len=80, max_label_seconds=40
+            train=[str(work / "pseudo_train.jsonl")],
+            features=str(work / "store"),
+            max_len=80,
+            max_label_seconds=40,
+            min_label_seconds=10,
         ),
         model=LocalizerConfig(d_model=64, n_heads=4, n_layers=1, levels=3, max_query_tokens=24),
         optim=OptimConfig(epochs=epochs, batch_size=32, lr=1e-3, warmup_steps=5, log_every=1000),
+        decode=DecodeConfig(snap_to_steps=True, event_snap_seconds=6),
     )
     run = work / "run"
     if not (run / "checkpoints" / "last.pt").is_file():
         train(recipe, run)
     model, _ = load_run(run, "cpu")
-    preds = predict(model, gts, FeatureCache(store), recipe.data.max_len)
+    events = event_boundaries(read_proposals(work / "proposals.jsonl"))
+    preds = predict(model, gts, FeatureCache(store), recipe.data.max_len, decoding=recipe.decode, events=events)
     rows["CoOp localizer trained on pseudo-labels"] = score(gts, preds, "qvhighlights")[0].headline
     return rows
 

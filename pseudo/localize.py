@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from proposals import ProposalConfig, generate_proposals
 from pseudo.backbones import Backbone, build_backbone
 from pseudo.captions.queries import contrast_scores
@@ -59,5 +61,11 @@ def localize(
             return feats
 
     q = Query("q", feats.vid, feats.duration, query, ())
-    (pred,) = predict(model, [q], FeatureCache(_One()), recipe.data.max_len, top_k)
+    events = None
+    if recipe.decode.event_snap_seconds:  # this video's own event boundaries
+        atoms = generate_proposals(feats.features, feats.duration, ProposalConfig()).atoms
+        events = {feats.vid: np.unique([t for a in atoms for t in (a.start, a.end)]).astype(np.float64)}
+    (pred,) = predict(
+        model, [q], FeatureCache(_One()), recipe.data.max_len, top_k, decoding=recipe.decode, events=events
+    )
     return list(pred.windows)

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from proposals import ProposalConfig, ProposalSet, generate_proposals
@@ -44,6 +45,15 @@ def read_proposals(path: str | Path) -> dict[str, list[dict[str, Any]]]:
     for _, rec in iter_jsonl(path):
         out[str(rec["video"])].append(rec)
     return dict(out)
+
+
+def event_boundaries(by_video: dict[str, list[dict[str, Any]]]) -> dict[str, np.ndarray]:
+    """Per video, the sorted start and end times (seconds) of its proposals: the boundaries of the
+    atomic events that any proposal uses."""
+    return {
+        vid: np.unique(np.array([t for r in recs for t in (float(r["start"]), float(r["end"]))], dtype=np.float64))
+        for vid, recs in by_video.items()
+    }
 
 
 def run_proposals(

@@ -26,6 +26,8 @@ from trainers import (
     diou_loss,
     localizer_loss,
     sigmoid_focal_loss,
+    snap_to_events,
+    snap_to_steps,
     soft_nms,
 )
 
@@ -340,6 +342,28 @@ def test_decode_hand_made() -> None:
     assert len(ranked) == 2
     assert ranked[0][:2] == (1.0, 3.0) and ranked[0][2] == pytest.approx(1 / (1 + math.exp(-3)))
     assert ranked[1][:2] == (4.0, 6.0) and ranked[1][2] == pytest.approx(1 / (1 + math.exp(-2)))
+
+
+def test_snap_to_steps_rounds_and_keeps_the_best_duplicate() -> None:
+    cand = np.array([[0.4, 2.6, 0.5], [1.3, 2.2, 0.9], [0.2, 0.3, 0.4], [4.6, 6.0, 0.8], [5.8, 6.0, 0.7]])
+    out = snap_to_steps(cand, length=6.0)
+    # (0.4, 2.6) -> (0, 3); (1.3, 2.2) -> (1, 2); (0.2, 0.3) -> (0, 1): at least one step;
+    # (4.6, 6) -> (5, 6) and (5.8, 6) -> (5, 6) is a duplicate: the better score (0.8) stays
+    assert out.tolist() == [[1.0, 2.0, 0.9], [5.0, 6.0, 0.8], [0.0, 3.0, 0.5], [0.0, 1.0, 0.4]]
+    assert snap_to_steps(np.zeros((0, 3)), 5.0).shape == (0, 3)
+
+
+def test_snap_to_events_moves_only_near_boundaries() -> None:
+    events = np.array([0.0, 10.0, 22.0, 40.0])
+    wins = np.array([[8.0, 21.0, 0.9], [12.0, 30.0, 0.8], [9.0, 23.0, 0.7], [10.5, 11.0, 0.6]])
+    out = snap_to_events(wins, events, tolerance=3.0)
+    # (8, 21) -> (10, 22); (12, 30): 12 -> 10, 30 has no event within 3 s; (9, 23) -> (10, 22) again: dropped;
+    # (10.5, 11) would become (10, 10), empty: it keeps its own boundaries
+    assert out.tolist() == [[10.0, 22.0, 0.9], [10.0, 30.0, 0.8], [10.5, 11.0, 0.6]]
+    assert snap_to_events(wins, events, tolerance=0.0) is wins
+    assert snap_to_events(wins, np.zeros(0), tolerance=3.0) is wins
+    one = snap_to_events(np.array([[1.0, 5.0, 1.0]]), np.array([4.0]), tolerance=2.0)
+    assert one.tolist() == [[1.0, 4.0, 1.0]]
 
 
 def test_decode_model_output_is_sorted_and_inside(minilm_tower: TextTower) -> None:

@@ -17,6 +17,7 @@ from pseudo.cli import app
 from pseudo.data.benchmarks import load_qvh_jsonl
 from pseudo.evaluate import evaluate, score
 from pseudo.features import FeatureStore
+from pseudo.predictions import load_predictions
 from pseudo.proposal_stage import read_proposals
 
 SLICE = Path(pseudo.__file__).parent / "assets" / "demo" / "qvhighlights_val_slice"
@@ -77,10 +78,12 @@ def test_localizer_trains_on_pseudo_labels_and_scores_on_real_queries(pipeline: 
     recipe.write_text(
         f"name: qvh_slice\ndevice: cpu\n"
         f"data: {{train: [{pipeline / 'pseudo.jsonl'}], features: {pipeline / 'store'}, max_len: 80,"
-        f" eval_dataset: jsonl, eval_split: custom, eval_gt: [{SLICE / 'gt.jsonl'}]}}\n"
+        f" eval_dataset: jsonl, eval_split: custom, eval_gt: [{SLICE / 'gt.jsonl'}],"
+        f" eval_proposals: {pipeline / 'props.jsonl'}}}\n"
         "text: {name: sentence, model: minilm}\n"
         "model: {d_model: 32, n_heads: 2, n_layers: 1, levels: 3, max_query_tokens: 24}\n"
         "optim: {epochs: 2, batch_size: 32, warmup_steps: 2, log_every: 1}\n"
+        "decode: {snap_to_steps: true, event_snap_seconds: 6}\n"
     )
     res = runner.invoke(app, ["train", str(recipe), "--run-dir", str(tmp_path / "run"), "--json"])
     assert res.exit_code == 0, res.output
@@ -92,22 +95,22 @@ def test_localizer_trains_on_pseudo_labels_and_scores_on_real_queries(pipeline: 
     assert all(q.source == "pseudo" for q in labels)
     assert sum(tuple(w) in gt_windows for q in labels for w in q.windows) < len(labels) // 4
     preds = tmp_path / "preds.jsonl"
-    res = runner.invoke(
-        app,
-        [
-            "predict",
-            "--run",
-            str(tmp_path / "run"),
-            "-d",
-            "jsonl",
-            "-s",
-            "custom",
-            "--gt",
-            str(SLICE / "gt.jsonl"),
-            "--out",
-            str(preds),
-        ],
-    )
+    args = ["predict", "--run", str(tmp_path / "run"), "-d", "jsonl", "-s", "custom", "--gt", str(SLICE / "gt.jsonl")]
+    res = runner.invoke(app, [*args, "--out", str(preds)])
+    assert res.exit_code != 0 and "--proposals" in res.output  # the recipe snaps to events: it needs them
+    assert not preds.exists()
+    res = runner.invoke(app, [*args, "--out", str(preds), "--proposals", str(pipeline / "props.jsonl")])
     assert res.exit_code == 0, res.output
+    events = {
+        t for recs in read_proposals(pipeline / "props.jsonl").values() for r in recs for t in (r["start"], r["end"])
+    }
+    ends = [t for p in load_predictions(preds) for w in p.windows for t in w[:2]]
+    assert all(abs(t / 2 - round(t / 2)) < 1e-9 for t in ends), "boundaries lie on the 2 s clip grid"
+    assert sum(t in events for t in ends) > len(ends) // 2, "most boundaries are event boundaries"
+    raw = tmp_path / "raw.jsonl"
+    res = runner.invoke(app, [*args, "--out", str(raw), "--no-snap-to-steps", "--event-snap-seconds", "0"])
+    assert res.exit_code == 0, res.output
+    raw_ends = [t for p in load_predictions(raw) for w in p.windows for t in w[:2]]
+    assert any(abs(t / 2 - round(t / 2)) > 1e-3 for t in raw_ends), "without snapping, boundaries are regressed"
     result = evaluate(preds, "jsonl", "custom", gt_files=[SLICE / "gt.jsonl"], protocol="qvhighlights")
     assert set(result.metrics) >= {"R1@0.5", "R1@0.7", "mAP@0.5", "mAP@0.75", "mAP", "mIoU"}

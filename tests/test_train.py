@@ -203,3 +203,5 @@ def test_label_selection_by_length_and_score() -> None:
     assert [x.qid for x in select_labels(labels, max_seconds=40)] == [1, 3, 4]
     assert [x.qid for x in select_labels(labels, per_video=1)] == [2, 4]
     assert [x.qid for x in select_labels(labels, max_seconds=40, per_video=1)] == [3, 4]
+    assert [x.qid for x in select_labels(labels, min_seconds=15)] == [2, 3, 4]
+    assert [x.qid for x in select_labels(labels, max_seconds=40, per_video=1, min_seconds=16)] == [4]

@@ -1,6 +1,6 @@
 """The prompt-tuned CLIP moment localizer: text towers, prompts, model, losses and decoding."""
 
-from trainers.decode import decode, soft_nms
+from trainers.decode import decode, snap_to_events, snap_to_steps, soft_nms
 from trainers.losses import assign_targets, diou_loss, localizer_loss, sigmoid_focal_loss
 from trainers.model import LocalizerConfig, LocalizerOutput, MomentLocalizer, default_regression_ranges
 from trainers.prompt import PromptLearner, PromptMode
@@ -23,5 +23,7 @@ __all__ = [
     "diou_loss",
     "localizer_loss",
     "sigmoid_focal_loss",
+    "snap_to_events",
+    "snap_to_steps",
     "soft_nms",
 ]

@@ -35,11 +35,13 @@ class DataConfig(_Strict):
     clip_seconds: Annotated[float, Field(gt=0)] = 1.0  # for folders of foreign .npy/.npz arrays
     max_len: Annotated[int, Field(ge=8)] = 128
     max_label_seconds: Annotated[float, Field(gt=0)] | None = None  # drop longer training moments
+    min_label_seconds: Annotated[float, Field(ge=0)] | None = None  # drop shorter training moments
     labels_per_video: Annotated[int, Field(ge=1)] | None = None  # keep the best-scored labels of each video
     eval_dataset: str | None = None
     eval_split: str = "test"
     eval_gt: list[str] | None = None
     eval_features: str | None = None  # defaults to `features`
+    eval_proposals: str | None = None  # proposals JSONL of the eval videos (for decode.event_snap_seconds)
     eval_limit: int | None = None  # score only the first N eval queries (quick runs)
 
     @model_validator(mode="after")
@@ -64,6 +66,17 @@ class OptimConfig(_Strict):
     top_k: Annotated[int, Field(ge=1)] = 10
 
 
+class DecodeConfig(_Strict):
+    """From per-step scores to ranked windows (inference only: changing it needs no retraining)."""
+
+    snap_to_steps: bool = False  # round boundaries to the feature-step grid (benchmarks annotated on it)
+    sigma: Annotated[float, Field(gt=0)] = 0.5  # Gaussian soft-NMS width
+    pre_nms: Annotated[int, Field(ge=1)] = 200  # candidates per window kept before soft-NMS
+    # move boundaries to the nearest self-similarity event boundary within this many seconds (0: off);
+    # needs the split's proposals (data.eval_proposals, `pseudo predict --proposals`)
+    event_snap_seconds: Annotated[float, Field(ge=0)] = 0.0
+
+
 class RecipeConfig(_Strict):
     name: str
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -71,6 +84,7 @@ class RecipeConfig(_Strict):
     text: BackboneConfig = BackboneConfig(name="sentence", model="minilm")
     model: LocalizerConfig = LocalizerConfig()
     optim: OptimConfig = OptimConfig()
+    decode: DecodeConfig = DecodeConfig()
     out_dir: str = "runs"
 
 
@@ -101,5 +115,6 @@ def _resolve_paths(data: DataConfig, base: Path) -> DataConfig:
             "features": fix(data.features) if data.features else "",
             "eval_gt": [fix(p) for p in data.eval_gt] if data.eval_gt else None,
             "eval_features": fix(data.eval_features) if data.eval_features else None,
+            "eval_proposals": fix(data.eval_proposals) if data.eval_proposals else None,
         }
     )

@@ -111,11 +111,21 @@ def collate(samples: Sequence[Sample]) -> Batch:
 
 
 def select_labels(
-    queries: Sequence[Query], max_seconds: float | None = None, per_video: int | None = None
+    queries: Sequence[Query],
+    max_seconds: float | None = None,
+    per_video: int | None = None,
+    min_seconds: float | None = None,
 ) -> list[Query]:
-    """Training labels up to ``max_seconds`` long, and at most ``per_video`` per video: those with the
-    best caption-selection score (``meta.provenance.selection_score``), else the first ones."""
-    kept = [q for q in queries if max_seconds is None or all(e - s <= max_seconds for s, e in q.windows)]
+    """Training labels from ``min_seconds`` to ``max_seconds`` long, and at most ``per_video`` per video:
+    those with the best caption-selection score (``meta.provenance.selection_score``), else the first ones."""
+    kept = [
+        q
+        for q in queries
+        if all(
+            (max_seconds is None or e - s <= max_seconds) and (min_seconds is None or e - s >= min_seconds)
+            for s, e in q.windows
+        )
+    ]
     if per_video is None:
         return kept
     by_vid: dict[str, list[Query]] = {}

@@ -6,14 +6,17 @@ half; the candidates of all windows are merged with soft-NMS.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from pseudo.data.records import Prediction, Query
+from pseudo.errors import PseudoError
+from trainers.config import DecodeConfig
 from trainers.data import Batch, FeatureCache, Sample, collate
-from trainers.decode import decode, soft_nms
+from trainers.decode import decode, snap_to_events, soft_nms
 from trainers.model import MomentLocalizer
 
 
@@ -28,6 +31,21 @@ def chunks(t: int, max_len: int) -> list[int]:
     return starts
 
 
+def load_events(dc: DecodeConfig, proposals: str | Path | None, what: str) -> dict[str, np.ndarray] | None:
+    """Event boundaries per video from a proposals JSONL, when the decode settings snap to them."""
+    if not dc.event_snap_seconds:
+        return None
+    if proposals is None:
+        raise PseudoError(
+            f"decode.event_snap_seconds is {dc.event_snap_seconds:g} but no proposals of the {what} videos were "
+            "given: pass their proposals JSONL (`pseudo predict --proposals FILE`, data.eval_proposals), or set "
+            "decode.event_snap_seconds to 0"
+        )
+    from pseudo.proposal_stage import event_boundaries, read_proposals
+
+    return event_boundaries(read_proposals(proposals))
+
+
 @torch.inference_mode()
 def predict(
     model: MomentLocalizer,
@@ -37,7 +55,13 @@ def predict(
     top_k: int = 10,
     batch_size: int = 64,
     device: torch.device | None = None,
+    decoding: DecodeConfig | None = None,
+    events: Mapping[str, np.ndarray] | None = None,
 ) -> list[Prediction]:
+    """Up to ``top_k`` ranked windows per query. ``events`` (event boundaries in seconds per video,
+    see :func:`pseudo.proposal_stage.event_boundaries`) are used when ``decoding.event_snap_seconds``
+    is set; videos without an entry are left unsnapped."""
+    dc = decoding or DecodeConfig()
     device = device or next(p for p in model.parameters()).device
     was_training = model.training
     model.eval()
@@ -54,7 +78,8 @@ def predict(
         group = items[lo : lo + batch_size]
         batch: Batch = collate([s for _, s in group]).to(device)
         out = model(batch.video, batch.mask, batch.texts)
-        for (i, s), wins in zip(group, decode(out, top_k=max(top_k, 20)), strict=True):
+        decoded = decode(out, top_k=max(top_k, 20), pre_nms=dc.pre_nms, sigma=dc.sigma, snap=dc.snap_to_steps)
+        for (i, s), wins in zip(group, decoded, strict=True):
             n_chunks[i] += 1
             found[i].extend(
                 (s.offset_seconds + a * s.seconds_per_step, s.offset_seconds + b * s.seconds_per_step, c)
@@ -64,8 +89,11 @@ def predict(
     for q, wins, n in zip(queries, found, n_chunks, strict=True):
         arr = np.array(wins, dtype=np.float64).reshape(-1, 3)
         if n > 1 and len(arr):
-            arr = soft_nms(arr)
-        arr = arr[np.argsort(-arr[:, 2], kind="stable")][:top_k]
+            arr = soft_nms(arr, dc.sigma)
+        arr = arr[np.argsort(-arr[:, 2], kind="stable")]
+        if dc.event_snap_seconds and events is not None and q.vid in events:
+            arr = snap_to_events(arr, events[q.vid], dc.event_snap_seconds)
+        arr = arr[:top_k]
         windows = tuple((float(a), float(min(b, q.duration)), float(c)) for a, b, c in arr)
         preds.append(Prediction(q.qid, q.vid, windows, q.query))
     model.train(was_training)

@@ -139,7 +139,9 @@ def train(
 
     source = open_features(recipe.data.features, clip_seconds=recipe.data.clip_seconds)
     labels = load_qvh_jsonl([Path(p) for p in recipe.data.train])
-    labels = select_labels(labels, recipe.data.max_label_seconds, recipe.data.labels_per_video)
+    labels = select_labels(
+        labels, recipe.data.max_label_seconds, recipe.data.labels_per_video, recipe.data.min_label_seconds
+    )
     queries, skipped = usable(labels, source)
     cache = FeatureCache(source)
     video_dim = cache.get(queries[0].vid)[0].shape[1]
@@ -297,7 +299,7 @@ def eval_queries(recipe: RecipeConfig) -> list[Any]:
 def evaluate_model(model: MomentLocalizer, recipe: RecipeConfig, device: torch.device) -> dict[str, float]:
     """Predict the recipe's eval split and score it with the dataset's own protocol."""
     from pseudo.evaluate import DEFAULT_PROTOCOL, score
-    from trainers.infer import predict
+    from trainers.infer import load_events, predict
 
     gts = eval_queries(recipe)
     source = open_features(recipe.data.eval_features or recipe.data.features, clip_seconds=recipe.data.clip_seconds)
@@ -305,7 +307,17 @@ def evaluate_model(model: MomentLocalizer, recipe: RecipeConfig, device: torch.d
     gts = [q for q in gts if q.vid in have and q.windows]
     if not gts:
         raise PseudoError("no eval query has features; check data.eval_features")
-    preds = predict(model, gts, FeatureCache(source), recipe.data.max_len, recipe.optim.top_k, device=device)
+    events = load_events(recipe.decode, recipe.data.eval_proposals, "eval")
+    preds = predict(
+        model,
+        gts,
+        FeatureCache(source),
+        recipe.data.max_len,
+        recipe.optim.top_k,
+        device=device,
+        decoding=recipe.decode,
+        events=events,
+    )
     assert recipe.data.eval_dataset is not None
     protocol = DEFAULT_PROTOCOL.get(recipe.data.eval_dataset, "recall")
     report, _ = score(gts, preds, protocol)

@@ -12,11 +12,20 @@ from pseudo.data.records import Prediction
 from pseudo.errors import PseudoError
 from pseudo.features import FeatureSource, open_features
 from pseudo.predictions import save_predictions
-from trainers.config import RecipeConfig
+from trainers.config import DecodeConfig, RecipeConfig
 from trainers.data import FeatureCache
-from trainers.infer import predict
+from trainers.infer import load_events, predict
 from trainers.loop import build_model, load_trainable_state, resolve_device
 from trainers.model import MomentLocalizer
+
+
+def load_run_recipe(run_dir: str | Path) -> RecipeConfig:
+    """The recipe a run was trained with (from its checkpoint)."""
+    ckpt = Path(run_dir) / "checkpoints" / "last.pt"
+    if not ckpt.is_file():
+        raise PseudoError(f"{run_dir} has no checkpoint (expected {ckpt}); train it with `pseudo train RECIPE`")
+    state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    return RecipeConfig.model_validate(state["recipe"])
 
 
 def load_run(run_dir: str | Path, device: str = "auto") -> tuple[MomentLocalizer, RecipeConfig]:
@@ -43,9 +52,16 @@ def predict_split(
     clip_seconds: float | None = None,
     device: str = "auto",
     data_root: str | Path | None = None,
+    proposals: str | Path | None = None,
+    decoding: DecodeConfig | None = None,
 ) -> list[Prediction]:
-    """Predictions for every query of a split whose video has features, written as JSONL."""
+    """Predictions for every query of a split whose video has features, written as JSONL.
+
+    ``decoding`` replaces the run's decode settings (they need no retraining); ``proposals`` (the
+    split's proposals JSONL) gives the event boundaries that ``event_snap_seconds`` snaps to."""
     model, recipe = load_run(run_dir, device)
+    dc = decoding or recipe.decode
+    events = load_events(dc, proposals, f"{dataset} {split}")
     source: FeatureSource = open_features(
         features or recipe.data.eval_features or recipe.data.features, clip_seconds or recipe.data.clip_seconds
     )
@@ -54,6 +70,8 @@ def predict_split(
     kept = [q for q in queries if q.vid in have]
     if not kept:
         raise PseudoError(f"none of the {len(queries)} {dataset} {split} videos has features in the feature source")
-    preds = predict(model, kept, FeatureCache(source), recipe.data.max_len, recipe.optim.top_k)
+    preds = predict(
+        model, kept, FeatureCache(source), recipe.data.max_len, recipe.optim.top_k, decoding=dc, events=events
+    )
     save_predictions(out, preds)
     return preds

@@ -69,11 +69,39 @@ def predict_cmd(
     gt: Annotated[list[Path] | None, typer.Option("--gt", help="Annotation files instead of the defaults.")] = None,
     device: Annotated[str, typer.Option("--device")] = "auto",
     data_root: DataRoot = None,
+    proposals: Annotated[
+        Path | None, typer.Option("--proposals", help="The split's proposals JSONL (event boundaries to snap to).")
+    ] = None,
+    snap_to_steps: Annotated[
+        bool | None, typer.Option("--snap-to-steps/--no-snap-to-steps", help="Override decode.snap_to_steps.")
+    ] = None,
+    event_snap: Annotated[
+        float | None, typer.Option("--event-snap-seconds", min=0, help="Override decode.event_snap_seconds.")
+    ] = None,
 ) -> None:
     """Write predictions for a benchmark split with a trained run."""
-    from trainers.run import predict_split
+    from trainers.run import load_run_recipe, predict_split
 
-    preds = predict_split(run, dataset, split, out, features, gt, device=device, data_root=data_root)
+    decoding = None
+    if snap_to_steps is not None or event_snap is not None:
+        base = load_run_recipe(run).decode
+        decoding = base.model_copy(
+            update={
+                k: v for k, v in (("snap_to_steps", snap_to_steps), ("event_snap_seconds", event_snap)) if v is not None
+            }
+        )
+    preds = predict_split(
+        run,
+        dataset,
+        split,
+        out,
+        features,
+        gt,
+        device=device,
+        data_root=data_root,
+        proposals=proposals,
+        decoding=decoding,
+    )
     stderr_console().print(f"wrote {len(preds)} predictions to {out}")
 
 
