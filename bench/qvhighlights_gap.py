@@ -1,0 +1,115 @@
+"""Where the trained localizer loses on QVHighlights: candidate recall, ranking, moment length.
+
+    python -m bench.qvhighlights_gap [--work runs/bench_qvh] [--run "coop, moments 10-40 s"]
+
+Reads what ``python -m bench.qvhighlights`` left in ``--work`` (feature stores, proposals, the trained
+run), predicts val and test with the run's bench decoding, and prints one table: how often a window
+with IoU >= 0.5 / 0.7 is ranked first, in the top 5, in the top 10; the same for the proposals; R1@0.5
+by total GT length; and the lengths of the rank-1 windows against the GT's.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+
+from bench._common import header
+from pseudo.console import markdown_table
+from pseudo.data import Prediction, Query, load_dataset
+from pseudo.features import FeatureStore
+from pseudo.proposal_stage import event_boundaries, read_proposals
+from trainers.config import DecodeConfig
+from trainers.data import FeatureCache
+from trainers.infer import predict
+from trainers.run import load_run
+
+Window = tuple[float, float]
+
+
+def best_iou(window: Window, gt: tuple[tuple[float, float], ...]) -> float:
+    """IoU of ``window`` with the best-matching GT window (the official protocol's multi-window rule)."""
+    best = 0.0
+    for s, e in gt:
+        inter = max(0.0, min(window[1], e) - max(window[0], s))
+        union = max(window[1], e) - min(window[0], s)
+        best = max(best, inter / union if union > 0 else 0.0)
+    return best
+
+
+def hit_at(ious: list[list[float]], k: int, thr: float) -> float:
+    return 100.0 * float(np.mean([bool(x[:k]) and max(x[:k]) >= thr for x in ious]))
+
+
+def pct(x: NDArray[np.float64]) -> str:
+    return " / ".join(f"{v:.0f}" for v in np.percentile(x, [10, 50, 90]))
+
+
+def diagnose(gts: list[Query], preds: list[Prediction], props: dict[str, list[dict[str, object]]]) -> dict[str, str]:
+    by_q = {q.qid: q for q in gts}
+    ious = [[best_iou((w[0], w[1]), by_q[p.qid].windows) for w in p.windows] for p in preds]
+    prop_ious = [
+        [best_iou((float(r["start"]), float(r["end"])), q.windows) for r in props.get(q.vid, [])]  # type: ignore[arg-type]
+        for q in gts
+    ]
+    total = np.array([sum(e - s for s, e in by_q[p.qid].windows) for p in preds])
+    first = np.array([x[0] >= 0.5 if x else False for x in ious])
+    rank1_len = np.array([p.windows[0][1] - p.windows[0][0] if p.windows else 0.0 for p in preds])
+    row = {
+        f"localizer: IoU >= {t} at rank 1 / top 5 / top 10": " / ".join(f"{hit_at(ious, k, t):.2f}" for k in (1, 5, 10))
+        for t in (0.5, 0.7)
+    }
+    row.update(
+        {
+            f"proposals: IoU >= {t} in the first 10 / 100": " / ".join(
+                f"{hit_at(prop_ious, k, t):.2f}" for k in (10, 100)
+            )
+            for t in (0.5, 0.7)
+        }
+    )
+    for lo, hi in ((0, 10), (10, 30), (30, 1e9)):
+        m = (total > lo) & (total <= hi)
+        if m.any():
+            name = f"R1@0.5, GT total {lo}-{hi:g} s" if hi < 1e9 else f"R1@0.5, GT total over {lo} s"
+            row[name] = f"{100 * first[m].mean():.2f} (n={int(m.sum())})"
+    row["rank-1 window length, 10th / 50th / 90th percentile (s)"] = pct(rank1_len)
+    row["GT total length, 10th / 50th / 90th percentile (s)"] = pct(total)
+    return row
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--work", type=Path, default=Path("runs/bench_qvh"))
+    ap.add_argument("--run", default="coop, moments 10-40 s", help="a run name under WORK/runs")
+    ap.add_argument("--event-snap-seconds", type=float, default=4.0)
+    ap.add_argument("--out", default="bench/results/qvhighlights_gap.md")
+    args = ap.parse_args()
+    model, recipe = load_run(args.work / "runs" / args.run)
+    decoding = DecodeConfig(snap_to_steps=True, event_snap_seconds=args.event_snap_seconds)
+    cols: dict[str, dict[str, str]] = {}
+    for split in ("val", "test"):
+        gts = load_dataset("qvhighlights", split)
+        store = FeatureStore.load(args.work / f"qvh_{split}_minilm")
+        props = read_proposals(args.work / f"proposals_{split}.jsonl")
+        preds = predict(
+            model,
+            gts,
+            FeatureCache(store),
+            recipe.data.max_len,
+            10,
+            decoding=decoding,
+            events=event_boundaries(props),
+        )
+        cols[split] = diagnose(gts, preds, props)
+    rows = [{"measure": k, "val (transductive)": v, "test": cols["test"].get(k, "-")} for k, v in cols["val"].items()]
+    table = markdown_table(rows, ["measure", "val (transductive)", "test"])
+    print(table)
+    text = header("Where the QVHighlights localizer loses", f'python -m bench.qvhighlights_gap --run "{args.run}"')
+    text += f"Run: `{args.run}` from `python -m bench.qvhighlights`, decoded as in its table.\n\n" + table
+    Path(args.out).write_text(text)
+
+
+if __name__ == "__main__":
+    main()
