@@ -11,7 +11,9 @@ by total GT length; and the lengths of the rank-1 windows against the GT's.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -20,23 +22,19 @@ from bench._common import header
 from pseudo.console import markdown_table
 from pseudo.data import Prediction, Query, load_dataset
 from pseudo.features import FeatureStore
+from pseudo.metrics.iou import iou_cross
 from pseudo.proposal_stage import event_boundaries, read_proposals
 from trainers.config import DecodeConfig
 from trainers.data import FeatureCache
 from trainers.infer import predict
 from trainers.run import load_run
 
-Window = tuple[float, float]
 
-
-def best_iou(window: Window, gt: tuple[tuple[float, float], ...]) -> float:
-    """IoU of ``window`` with the best-matching GT window (the official protocol's multi-window rule)."""
-    best = 0.0
-    for s, e in gt:
-        inter = max(0.0, min(window[1], e) - max(window[0], s))
-        union = max(window[1], e) - min(window[0], s)
-        best = max(best, inter / union if union > 0 else 0.0)
-    return best
+def best_ious(windows: Sequence[Sequence[float]], gt: Sequence[tuple[float, float]]) -> list[float]:
+    """Each window's IoU with its best-matching GT window (the official protocol's IoU)."""
+    if not windows:
+        return []
+    return [float(x) for x in iou_cross(np.array(windows)[:, :2], np.array(gt)).max(axis=1)]
 
 
 def hit_at(ious: list[list[float]], k: int, thr: float) -> float:
@@ -47,12 +45,11 @@ def pct(x: NDArray[np.float64]) -> str:
     return " / ".join(f"{v:.0f}" for v in np.percentile(x, [10, 50, 90]))
 
 
-def diagnose(gts: list[Query], preds: list[Prediction], props: dict[str, list[dict[str, object]]]) -> dict[str, str]:
+def diagnose(gts: list[Query], preds: list[Prediction], props: dict[str, list[dict[str, Any]]]) -> dict[str, str]:
     by_q = {q.qid: q for q in gts}
-    ious = [[best_iou((w[0], w[1]), by_q[p.qid].windows) for w in p.windows] for p in preds]
+    ious = [best_ious(p.windows, by_q[p.qid].windows) for p in preds]
     prop_ious = [
-        [best_iou((float(r["start"]), float(r["end"])), q.windows) for r in props.get(q.vid, [])]  # type: ignore[arg-type]
-        for q in gts
+        best_ious([(float(r["start"]), float(r["end"])) for r in props.get(q.vid, [])], q.windows) for q in gts
     ]
     total = np.array([sum(e - s for s, e in by_q[p.qid].windows) for p in preds])
     first = np.array([x[0] >= 0.5 if x else False for x in ious])

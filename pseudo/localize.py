@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 from proposals import ProposalConfig, generate_proposals
 from pseudo.backbones import Backbone, build_backbone
 from pseudo.captions.queries import contrast_scores
@@ -47,6 +45,7 @@ def localize(
     if run_dir is None:
         return zero_shot(feats, query, backbone, top_k=top_k)
     from pseudo.data.records import Query
+    from pseudo.proposal_stage import event_boundaries
     from trainers.data import FeatureCache
     from trainers.infer import predict
     from trainers.run import load_run
@@ -63,8 +62,8 @@ def localize(
     q = Query("q", feats.vid, feats.duration, query, ())
     events = None
     if recipe.decode.event_snap_seconds:  # this video's own event boundaries
-        atoms = generate_proposals(feats.features, feats.duration, ProposalConfig()).atoms
-        events = {feats.vid: np.unique([t for a in atoms for t in (a.start, a.end)]).astype(np.float64)}
+        found = generate_proposals(feats.features, feats.duration, ProposalConfig())
+        events = event_boundaries({feats.vid: found.to_records(feats.vid, feats.duration)})
     (pred,) = predict(
         model, [q], FeatureCache(_One()), recipe.data.max_len, top_k, decoding=recipe.decode, events=events
     )

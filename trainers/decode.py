@@ -44,17 +44,22 @@ def soft_nms(
     return np.stack(kept) if kept else np.zeros((0, 3))
 
 
+def _first_of_each(s: NDArray[np.float64], e: NDArray[np.float64], scores: NDArray[np.float64]) -> NDArray[np.float64]:
+    """``(start, end, score)`` rows in the given order, keeping only the first row of each window."""
+    _, first = np.unique(np.stack([s, e], axis=1), axis=0, return_index=True)
+    keep = np.sort(first)
+    return np.stack([s[keep], e[keep], scores[keep]], axis=1)
+
+
 def snap_to_steps(cand: NDArray[np.float64], length: float) -> NDArray[np.float64]:
     """Round ``(start, end, score)`` rows (in input steps) to whole steps, at least one step long and
-    inside ``[0, length]``; rows that become the same window keep their best score."""
+    inside ``[0, length]``; rows that become the same window keep their best score (best first)."""
     if not len(cand):
         return cand
+    cand = cand[np.argsort(-cand[:, 2], kind="stable")]
     s = np.clip(np.round(cand[:, 0]), 0.0, max(length - 1.0, 0.0))
     e = np.clip(np.maximum(np.round(cand[:, 1]), s + 1.0), 0.0, length)
-    order = np.argsort(-cand[:, 2], kind="stable")
-    _, first = np.unique(np.stack([s[order], e[order]], axis=1), axis=0, return_index=True)
-    keep = order[np.sort(first)]
-    return np.stack([s[keep], e[keep], cand[keep, 2]], axis=1)
+    return _first_of_each(s, e, cand[:, 2])
 
 
 def snap_to_events(
@@ -65,21 +70,16 @@ def snap_to_events(
     Rows that become the same window keep the first (best-ranked) one; the order is kept."""
     if not len(windows) or not len(boundaries) or tolerance <= 0:
         return windows
-    b = np.sort(np.asarray(boundaries, dtype=np.float64))
+    b = np.asarray(boundaries, dtype=np.float64)
 
     def nearest(x: NDArray[np.float64]) -> NDArray[np.float64]:
-        i = np.clip(np.searchsorted(b, x), 1, len(b) - 1) if len(b) > 1 else np.zeros(len(x), dtype=int)
-        lo, hi = b[np.maximum(i - 1, 0)], b[i]
-        near = np.where(np.abs(x - lo) <= np.abs(hi - x), lo, hi)
+        near = b[np.abs(x[:, None] - b[None, :]).argmin(axis=1)]  # ties go to the earlier boundary
         out: NDArray[np.float64] = np.where(np.abs(near - x) <= tolerance, near, x)
         return out
 
     s, e = nearest(windows[:, 0]), nearest(windows[:, 1])
     ok = e > s
-    s, e = np.where(ok, s, windows[:, 0]), np.where(ok, e, windows[:, 1])
-    _, first = np.unique(np.stack([s, e], axis=1), axis=0, return_index=True)
-    keep = np.sort(first)
-    return np.stack([s[keep], e[keep], windows[keep, 2]], axis=1)
+    return _first_of_each(np.where(ok, s, windows[:, 0]), np.where(ok, e, windows[:, 1]), windows[:, 2])
 
 
 def decode(

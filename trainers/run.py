@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -12,20 +13,12 @@ from pseudo.data.records import Prediction
 from pseudo.errors import PseudoError
 from pseudo.features import FeatureSource, open_features
 from pseudo.predictions import save_predictions
+from pseudo.settings import validate
 from trainers.config import DecodeConfig, RecipeConfig
 from trainers.data import FeatureCache
 from trainers.infer import load_events, predict
 from trainers.loop import build_model, load_trainable_state, resolve_device
 from trainers.model import MomentLocalizer
-
-
-def load_run_recipe(run_dir: str | Path) -> RecipeConfig:
-    """The recipe a run was trained with (from its checkpoint)."""
-    ckpt = Path(run_dir) / "checkpoints" / "last.pt"
-    if not ckpt.is_file():
-        raise PseudoError(f"{run_dir} has no checkpoint (expected {ckpt}); train it with `pseudo train RECIPE`")
-    state = torch.load(ckpt, map_location="cpu", weights_only=False)
-    return RecipeConfig.model_validate(state["recipe"])
 
 
 def load_run(run_dir: str | Path, device: str = "auto") -> tuple[MomentLocalizer, RecipeConfig]:
@@ -53,14 +46,15 @@ def predict_split(
     device: str = "auto",
     data_root: str | Path | None = None,
     proposals: str | Path | None = None,
-    decoding: DecodeConfig | None = None,
+    decode_overrides: Mapping[str, Any] | None = None,
 ) -> list[Prediction]:
     """Predictions for every query of a split whose video has features, written as JSONL.
 
-    ``decoding`` replaces the run's decode settings (they need no retraining); ``proposals`` (the
-    split's proposals JSONL) gives the event boundaries that ``event_snap_seconds`` snaps to."""
+    ``decode_overrides`` (``{"snap_to_steps": False}``) replace keys of the run's decode settings (they
+    need no retraining); ``proposals`` (the split's proposals JSONL) gives the event boundaries that
+    ``event_snap_seconds`` snaps to."""
     model, recipe = load_run(run_dir, device)
-    dc = decoding or recipe.decode
+    dc = validate(DecodeConfig, {**recipe.decode.model_dump(), **(decode_overrides or {})}, "decode overrides")
     events = load_events(dc, proposals, f"{dataset} {split}")
     source: FeatureSource = open_features(
         features or recipe.data.eval_features or recipe.data.features, clip_seconds or recipe.data.clip_seconds

@@ -80,16 +80,9 @@ def predict_cmd(
     ] = None,
 ) -> None:
     """Write predictions for a benchmark split with a trained run."""
-    from trainers.run import load_run_recipe, predict_split
+    from trainers.run import predict_split
 
-    decoding = None
-    if snap_to_steps is not None or event_snap is not None:
-        base = load_run_recipe(run).decode
-        decoding = base.model_copy(
-            update={
-                k: v for k, v in (("snap_to_steps", snap_to_steps), ("event_snap_seconds", event_snap)) if v is not None
-            }
-        )
+    overrides = {"snap_to_steps": snap_to_steps, "event_snap_seconds": event_snap}
     preds = predict_split(
         run,
         dataset,
@@ -100,7 +93,7 @@ def predict_cmd(
         device=device,
         data_root=data_root,
         proposals=proposals,
-        decoding=decoding,
+        decode_overrides={k: v for k, v in overrides.items() if v is not None},
     )
     stderr_console().print(f"wrote {len(preds)} predictions to {out}")
 
