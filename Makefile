@@ -19,8 +19,8 @@ demo: install
 	$(BIN)/pseudo demo
 
 lint: install
-	$(BIN)/ruff check pseudo tests bench
-	$(BIN)/ruff format --check pseudo tests bench
+	$(BIN)/ruff check pseudo proposals trainers tests bench
+	$(BIN)/ruff format --check pseudo proposals trainers tests bench
 	$(BIN)/mypy
 
 test: lint

@@ -13,6 +13,7 @@ from proposals.clustering import cluster_steps, distinct_rows
 from proposals.composite import Proposal, compose
 from proposals.config import ProposalConfig
 from proposals.events import AtomicEvent, atomic_events
+from proposals.grid import step_boundaries, uniform_boundaries
 from proposals.resample import resample_linear
 from proposals.similarity import l2_normalize, self_similarity
 
@@ -64,8 +65,18 @@ def check_features(features: npt.ArrayLike) -> FloatArray:
     return x
 
 
-def generate_proposals(features: npt.ArrayLike, duration: float, config: ProposalConfig | None = None) -> ProposalSet:
-    """Event proposals for one video whose (T, D) ``features`` are uniformly spaced over ``duration`` s."""
+def generate_proposals(
+    features: npt.ArrayLike,
+    duration: float,
+    config: ProposalConfig | None = None,
+    timestamps: npt.ArrayLike | None = None,
+) -> ProposalSet:
+    """Event proposals for one video from its (T, D) ``features``.
+
+    ``timestamps`` (T,) are the seconds each row was taken at (the frames' times): proposals then lie
+    where the rows are, also when they cover only part of the video (a truncated file, a sampling
+    window). Without them the rows are taken to cover ``[0, duration]`` in equal steps. Resampling
+    to ``resample_steps`` keeps the span the rows cover."""
     cfg = config if config is not None else ProposalConfig()
     try:
         seconds = float(duration)
@@ -74,11 +85,18 @@ def generate_proposals(features: npt.ArrayLike, duration: float, config: Proposa
     if not (math.isfinite(seconds) and seconds > 0):
         raise ValueError(f"duration must be a finite number of seconds > 0, got {duration!r}")
     x = check_features(features)
+    if timestamps is None:
+        native = uniform_boundaries(x.shape[0], seconds)
+    else:
+        ts = np.asarray(timestamps, dtype=np.float64).reshape(-1)
+        if ts.shape[0] != x.shape[0]:
+            raise ValueError(f"{ts.shape[0]} timestamps for {x.shape[0]} feature rows")
+        native = step_boundaries(ts, seconds)
     if cfg.resample_steps is not None:
         x = resample_linear(x, cfg.resample_steps)
     unit = l2_normalize(x)
     t = unit.shape[0]
-    boundaries = np.linspace(0.0, seconds, t + 1)
+    boundaries = native if t + 1 == native.shape[0] else np.linspace(native[0], native[-1], t + 1)
     ssm = self_similarity(unit, cfg.similarity, cfg.temperature)
     labels = cluster_steps(
         ssm, cfg.num_clusters, k_min=cfg.k_min, k_max=cfg.k_max, seed=cfg.seed, max_clusters=distinct_rows(unit)

@@ -26,8 +26,8 @@ from pseudo.captions.text import load_nlp
 from pseudo.data.records import Query
 from pseudo.errors import PseudoError
 from pseudo.features import FeatureSource, FeatureStore, RunSummary, VideoFeatures
-from pseudo.io import atomic_write_jsonl, atomic_write_text
-from pseudo.proposal_stage import read_proposals
+from pseudo.io import atomic_write_jsonl, atomic_write_text, check_writable
+from pseudo.proposal_stage import MismatchError, check_same_features, read_proposals
 from pseudo.settings import code_version, dump_yaml
 
 
@@ -107,7 +107,9 @@ def run_captions(
     on_video: Callable[[str], None] | None = None,
 ) -> tuple[RunSummary, list[Query]]:
     t0 = time.perf_counter()
+    features_dir = getattr(features, "root", None)
     by_video = read_proposals(proposals)
+    check_writable(out, "file")
     todo = [v for v in (vids or sorted(by_video)) if v in by_video]
     if not todo:
         raise PseudoError(f"{proposals}: no proposals for the requested videos")
@@ -129,6 +131,8 @@ def run_captions(
         props = by_video[vid]
         try:
             feats = features.get(vid) if features is not None else None
+            if feats is not None:
+                check_same_features(props[0].get("features_hash"), feats, proposals, features_dir, "proposals")
             if encoder is not None and feats is not None:
                 encoder.clear()  # memory stays bounded: one video's texts at a time
                 if track is not None:
@@ -136,6 +140,8 @@ def run_captions(
             qs = build_pseudo_queries(vid, float(props[0]["duration"]), props, source, cfg.queries, feats, encoder, nlp)
             queries.extend(qs)
             summary.done.append(vid)
+        except MismatchError:
+            raise
         except PseudoError as exc:
             summary.failed[vid] = str(exc)
         if on_video is not None:
@@ -155,20 +161,32 @@ def run_weak(
 ) -> tuple[RunSummary, list[Query]]:
     """Weak labels: real sentences without timestamps assigned to their best proposal."""
     t0 = time.perf_counter()
-    encoder = text_encoder_for(features)
-    if encoder is None:
-        raise PseudoError("weak labels need --features-dir pointing at a pseudo feature store (for its text encoder)")
     by_video = read_proposals(proposals)
+    check_writable(out, "file")
     per_vid: dict[str, list[Query]] = {}
     for s in sentences:
         per_vid.setdefault(s.vid, []).append(s)
+    overlap = [v for v in per_vid if v in by_video]
+    if not overlap:
+        some = ", ".join(list(per_vid)[:3])
+        raise PseudoError(
+            f"none of the {len(per_vid)} videos of the sentences (e.g. {some}) has proposals in {proposals}; "
+            "give the sentences of the videos the proposals were made for"
+        )
+    encoder = text_encoder_for(features)
+    if encoder is None:
+        raise PseudoError("weak labels need --features-dir pointing at a pseudo feature store (for its text encoder)")
     summary = RunSummary()
     labels: list[Query] = []
     for vid, sents in per_vid.items():
         if vid not in by_video:
             summary.failed[vid] = "no proposals"
             continue
-        labels.extend(assign_weak(sents, by_video[vid], features.get(vid), encoder, outside_weight))
+        feats = features.get(vid)
+        check_same_features(
+            by_video[vid][0].get("features_hash"), feats, proposals, getattr(features, "root", None), "proposals"
+        )
+        labels.extend(assign_weak(sents, by_video[vid], feats, encoder, outside_weight))
         summary.done.append(vid)
     write_queries(out, labels, {"stage": "weak", "proposals": str(proposals), "outside_weight": outside_weight})
     summary.seconds = time.perf_counter() - t0

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -30,11 +29,12 @@ import numpy as np
 from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict
 
+from proposals.grid import step_boundaries
 from pseudo.backbones import Backbone, BackboneConfig
 from pseudo.errors import PseudoError
-from pseudo.io import atomic_write_bytes, atomic_write_json, atomic_write_jsonl
+from pseudo.io import atomic_write_bytes, atomic_write_json, atomic_write_jsonl, check_writable, read_json
 from pseudo.registry import Registry
-from pseudo.settings import code_version, settings_hash
+from pseudo.settings import code_version, diff_settings, settings_hash
 from pseudo.video import SamplingConfig, VideoError, sample_frames
 
 MANIFEST = "manifest.json"
@@ -52,8 +52,12 @@ class StoreSettings(BaseModel):
     kind: ClassVar[str] = ""
     dtype: Literal["float16", "float32"] = "float16"
 
-    def settings_hash(self) -> str:
+    def identity(self) -> dict[str, Any]:
+        """What changes the stored arrays (not device or batch size); the hash covers exactly this."""
         raise NotImplementedError
+
+    def settings_hash(self) -> str:
+        return settings_hash(self.identity())
 
     def text_encoder(self) -> BackboneConfig | None:
         """The encoder whose text embeddings live in the same space as these features, if any."""
@@ -71,9 +75,13 @@ class FeaturesConfig(StoreSettings):
     sampling: SamplingConfig = SamplingConfig()
     backbone: BackboneConfig = BackboneConfig()
 
-    def settings_hash(self) -> str:
+    def identity(self) -> dict[str, Any]:
         """What changes the stored arrays: sampling, the model, the storage dtype (not device/batch)."""
-        return settings_hash(self.sampling, self.backbone.identity(), self.dtype)
+        return {
+            "sampling": self.sampling.model_dump(mode="json"),
+            "backbone": self.backbone.identity(),
+            "dtype": self.dtype,
+        }
 
     def text_encoder(self) -> BackboneConfig | None:
         return self.backbone
@@ -93,12 +101,25 @@ STORE_KINDS.add("captions", _caption_store_settings)
 
 @dataclass
 class VideoFeatures:
+    """One video's step features and the seconds each row was taken at.
+
+    ``duration`` is the whole video's length; the rows may cover less of it (``truncated``: the file
+    ends early, decodable up to ``decoded_end``; or a sampling window). Everything built on the rows
+    places them by ``timestamps`` (see :meth:`boundaries`), never by spreading them over the duration.
+    """
+
     vid: str
     features: NDArray[np.float32]  # (T, D)
     timestamps: NDArray[np.float64]  # (T,) seconds
     duration: float
     content_hash: str = ""
     meta: dict[str, Any] = field(default_factory=dict)
+    truncated: bool = False
+    decoded_end: float | None = None
+
+    def boundaries(self) -> NDArray[np.float64]:
+        """``(T + 1,)`` seconds where each row's step starts and ends."""
+        return step_boundaries(self.timestamps, self.duration)
 
 
 class FeatureSource(Protocol):
@@ -115,6 +136,8 @@ class RunSummary:
     skipped: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
+    #: inputs that were used but are suspect (e.g. truncated videos), with what is wrong
+    warnings: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -122,6 +145,7 @@ class RunSummary:
             "skipped": len(self.skipped),
             "failed": len(self.failed),
             "failures": self.failed,
+            "warnings": self.warnings,
             "seconds": round(self.seconds, 3),
         }
 
@@ -143,15 +167,16 @@ class FeatureStore:
     @classmethod
     def open(cls, root: str | Path, cfg: StoreSettings, rebuild: bool = False) -> FeatureStore:
         """Create a store, or reopen one made with the same settings; refuse (or wipe) otherwise."""
-        root = Path(root)
+        root = check_writable(root, "dir")
         manifest = root / MANIFEST
         if manifest.is_file():
-            old = json.loads(manifest.read_text())
+            old = read_json(manifest)
             if old.get("settings_hash") != cfg.settings_hash():
                 if not rebuild:
+                    changed = diff_settings(old.get("identity", old.get("settings", {})), cfg.identity())
                     raise StaleStoreError(
-                        f"{root} holds features made with other settings (hash {old.get('settings_hash')}, "
-                        f"now {cfg.settings_hash()}); use another --out directory, or --rebuild to replace them"
+                        f"{root} holds features made with other settings ({changed}); use another --out "
+                        "directory, or --rebuild to replace them"
                     )
                 shutil.rmtree(root / "features", ignore_errors=True)
         elif root.is_dir() and (root / "features").is_dir():
@@ -167,7 +192,7 @@ class FeatureStore:
         manifest = root / MANIFEST
         if not manifest.is_file():
             raise PseudoError(f"{root} is not a feature store (no {MANIFEST})")
-        data = json.loads(manifest.read_text())
+        data = read_json(manifest)
         if data.get("format") != FORMAT:
             raise PseudoError(f"{manifest}: unknown format {data.get('format')!r}, expected {FORMAT}")
         settings_cls = STORE_KINDS.get(data.get("kind", "video"))()
@@ -195,6 +220,8 @@ class FeatureStore:
             duration=np.float64(feats.duration),
             settings_hash=np.str_(self.hash),
             source=np.str_(source),
+            truncated=np.bool_(feats.truncated),
+            decoded_end=np.float64(np.nan if feats.decoded_end is None else feats.decoded_end),
         )
 
     def get(self, vid: str) -> VideoFeatures:
@@ -204,6 +231,7 @@ class FeatureStore:
         with np.load(p) as z:
             if str(z["settings_hash"]) != self.hash:
                 raise StaleStoreError(f"{p} was made with other settings; rerun `pseudo features` on this store")
+            end = float(z["decoded_end"]) if "decoded_end" in z else float("nan")
             return VideoFeatures(
                 vid,
                 z["features"].astype(np.float32),
@@ -211,11 +239,25 @@ class FeatureStore:
                 float(z["duration"]),
                 content_hash=f"{self.hash}:{vid}",
                 meta={"source": str(z["source"])},
+                truncated=bool(z["truncated"]) if "truncated" in z else False,
+                decoded_end=None if np.isnan(end) else end,
             )
 
     def vids(self) -> list[str]:
         folder = self.root / "features"
         return sorted(p.stem for p in folder.glob("*.npz")) if folder.is_dir() else []
+
+    def truncated(self) -> dict[str, dict[str, float]]:
+        """Videos whose file ends early: ``{vid: {"decoded_end": s, "duration": s}}``."""
+        out = {}
+        for vid in self.vids():
+            try:
+                with np.load(self.path(vid)) as z:  # lazy: only these small members are read
+                    if "truncated" in z and bool(z["truncated"]):
+                        out[vid] = {"decoded_end": float(z["decoded_end"]), "duration": float(z["duration"])}
+            except (OSError, ValueError, KeyError):
+                continue
+        return out
 
     def _write_manifest(self, failures: dict[str, str] | None = None) -> None:
         atomic_write_json(
@@ -224,9 +266,11 @@ class FeatureStore:
                 "format": FORMAT,
                 "kind": self.cfg.kind,
                 "settings_hash": self.hash,
+                "identity": self.cfg.identity(),
                 "settings": self.cfg.model_dump(mode="json"),
                 "code_version": code_version(),
                 "videos": self.vids(),
+                "truncated": self.truncated(),
             },
         )
         if failures is not None:
@@ -298,6 +342,17 @@ def open_features(root: str | Path, clip_seconds: float = 1.0) -> FeatureSource:
 ProgressHook = Callable[[str], None]
 
 
+def check_unique_ids(videos: Sequence[Path]) -> None:
+    """Refuse two files that would be stored as the same video (``dup.mp4`` and ``dup.mkv``)."""
+    seen: dict[str, Path] = {}
+    for p in videos:
+        if p.stem in seen:
+            raise PseudoError(
+                f"{seen[p.stem]} and {p} would both be stored as video {p.stem!r}; rename or move one of them"
+            )
+        seen[p.stem] = p
+
+
 def extract_features(
     videos: Sequence[Path],
     store: FeatureStore,
@@ -322,8 +377,21 @@ def extract_features(
                 if model is None:
                     model = make_backbone()
                 feats = model.encode_images(sampled.frames)
-                store.put(VideoFeatures(vid, feats, sampled.timestamps, sampled.info.duration), source=str(path))
+                record = VideoFeatures(
+                    vid,
+                    feats,
+                    sampled.timestamps,
+                    sampled.info.duration,
+                    truncated=sampled.truncated,
+                    decoded_end=sampled.decoded_end,
+                )
+                store.put(record, source=str(path))
                 summary.done.append(vid)
+                if sampled.truncated:
+                    summary.warnings[vid] = (
+                        f"truncated: decodable video ends at {sampled.decoded_end:.1f} s of "
+                        f"{sampled.info.duration:.1f} s; features (and proposals) cover only that part"
+                    )
             except VideoError as exc:
                 summary.failed[vid] = str(exc)
         if on_video is not None:
@@ -348,6 +416,7 @@ def build_features(
     videos = list_videos(video_dir)
     if not videos:
         raise PseudoError(f"{video_dir} has no video files")
+    check_unique_ids(videos)
     store = FeatureStore.open(out, cfg, rebuild=rebuild)
     if on_start is not None:
         on_start(len(videos))

@@ -18,8 +18,9 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from proposals import ProposalConfig, ProposalSet, generate_proposals
+from pseudo.errors import DataFormatError, DataNotFoundError, PseudoError
 from pseudo.features import FeaturesConfig, FeatureSource, RunSummary, VideoFeatures
-from pseudo.io import atomic_write_jsonl, atomic_write_text, iter_jsonl
+from pseudo.io import atomic_write_jsonl, atomic_write_text, check_writable, iter_jsonl
 from pseudo.settings import code_version, dump_yaml, settings_hash
 
 #: rewrite the output after this many new videos, so a killed run keeps most of its work
@@ -31,18 +32,43 @@ def proposal_hash(cfg: ProposalConfig, feats: VideoFeatures) -> str:
 
 
 def proposals_for(feats: VideoFeatures, cfg: ProposalConfig) -> tuple[ProposalSet, list[dict[str, Any]]]:
-    result = generate_proposals(feats.features, feats.duration, cfg)
+    result = generate_proposals(feats.features, feats.duration, cfg, feats.timestamps)
     records = result.to_records(feats.vid, feats.duration)
     h = proposal_hash(cfg, feats)
     for r in records:
         r["settings_hash"] = h
+        r["features_hash"] = feats.content_hash
     return result, records
+
+
+class MismatchError(PseudoError):
+    """Two stage inputs that come from different runs (e.g. proposals made from other features)."""
+
+
+def check_same_features(
+    recorded: str | None, feats: VideoFeatures, made: str | Path, features_dir: str | Path | None, what: str
+) -> None:
+    """Refuse ``what`` (in file ``made``) when it records features other than those in ``features_dir``.
+
+    Records without a ``features_hash`` (made by an older version) are not checked."""
+    if recorded and recorded != feats.content_hash:
+        raise MismatchError(
+            f"{made} was made from other features than {features_dir or 'the given features'} "
+            f"(video {feats.vid!r}: {what} from features {recorded}, these are {feats.content_hash}); "
+            f"pass the feature store the {what} were made from (it is named in {made}.config.yaml)"
+        )
 
 
 def read_proposals(path: str | Path) -> dict[str, list[dict[str, Any]]]:
     """Proposal records grouped by video, in file order."""
+    p = Path(path)
+    if not p.is_file():
+        raise DataNotFoundError(f"proposals file {p} does not exist; make it with `pseudo proposals --out {p}`")
     out: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for _, rec in iter_jsonl(path):
+    for lineno, rec in iter_jsonl(p):
+        missing = [k for k in ("video", "start", "end") if k not in rec]
+        if missing:
+            raise DataFormatError(p, f"not a proposal record (missing {', '.join(missing)})", lineno)
         out[str(rec["video"])].append(rec)
     return dict(out)
 
@@ -66,7 +92,7 @@ def run_proposals(
 ) -> RunSummary:
     """Proposals for every video of ``source`` (or just ``vids``); the output keeps only these videos."""
     t0 = time.perf_counter()
-    out = Path(out)
+    out = check_writable(out, "file")
     existing = read_proposals(out) if out.is_file() else {}
     summary = RunSummary()
     results: dict[str, list[dict[str, Any]]] = {}

@@ -128,11 +128,16 @@ class VideoInfo:
 
 @dataclass
 class SampledVideo:
-    """Sampled frames: ``timestamps`` (N,) float64 seconds (real pts), ``frames`` (N, H, W, 3) uint8 RGB."""
+    """Sampled frames: ``timestamps`` (N,) float64 seconds (real pts), ``frames`` (N, H, W, 3) uint8 RGB.
+
+    ``truncated``: the decodable video ends (at ``decoded_end`` seconds) well before the duration the
+    container states (``info.duration``), so later requested frames are missing."""
 
     info: VideoInfo
     timestamps: np.ndarray
     frames: np.ndarray
+    truncated: bool = False
+    decoded_end: float | None = None
 
 
 # --------------------------------------------------------------------------------------------------- opening files
@@ -449,6 +454,7 @@ def _decode_targets(
     out_w, out_h = out_size
     timestamps = np.full(n, np.nan, dtype=np.float64)
     frames = np.zeros((n, out_h, out_w, 3), dtype=np.uint8)
+    truncated, decoded_end = False, None
     convert = _Converter(out_w, out_h, resize=(out_w, out_h) != (info.width, info.height))
     log = _DecodeLog()
 
@@ -505,6 +511,7 @@ def _decode_targets(
                     covered = prev_t + prev_dur
                     tolerance = max(1.0, 2.0 * step)
                     truncated = covered < info.duration - tolerance
+                    decoded_end = covered
                     if truncated:
                         reachable = max(i, int(np.searchsorted(targets, covered, side="left")))
                         if reachable == 0:
@@ -538,7 +545,9 @@ def _decode_targets(
 
     if log.bad_packets:
         logger.warning("%s: skipped %d undecodable packet(s) (%s)", path, log.bad_packets, log.last_error)
-    return SampledVideo(info=info, timestamps=timestamps[:i], frames=frames[:i])
+    return SampledVideo(
+        info=info, timestamps=timestamps[:i], frames=frames[:i], truncated=truncated, decoded_end=decoded_end
+    )
 
 
 def sample_frames(path: str | Path, cfg: SamplingConfig | None = None) -> SampledVideo:

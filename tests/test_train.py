@@ -152,7 +152,9 @@ def test_zero_shot_localize_on_a_synthetic_video(tmp_path: Path) -> None:
     make_video(video, [(1, 5.0), ((200, 30, 30), 5.0), (2, 5.0)], fps=5)
     res = runner.invoke(app, ["localize", str(video), "a red wall", "--model", str(clip), "--json"])
     assert res.exit_code == 0, res.output
-    windows = json.loads(res.stdout)
+    answer = json.loads(res.stdout)
+    assert answer["query"] == "a red wall" and answer["run"] is None
+    windows = [(w["start"], w["end"], w["score"]) for w in answer["windows"]]
     assert windows and all(0 <= s < e <= 15.01 for s, e, _ in windows)
     assert [w[2] for w in windows] == sorted((w[2] for w in windows), reverse=True)
     assert np.isfinite([w[2] for w in windows]).all()

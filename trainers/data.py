@@ -62,26 +62,43 @@ def resample(features: NDArray[np.float32], steps: int) -> NDArray[np.float32]:
     return out
 
 
+@dataclass(frozen=True)
+class StepFeatures:
+    """A video's rows on a uniform step grid: row ``i`` spans ``start + [i, i + 1) * step`` seconds.
+
+    The grid is where the rows really are (their timestamps), which need not be ``[0, duration]``:
+    a truncated file or a sampling window covers less."""
+
+    features: NDArray[np.float32]  # (T, D)
+    start: float
+    step: float
+    duration: float
+
+
 class FeatureCache:
-    """Each video's features loaded once."""
+    """Each video's features loaded once, with their step grid."""
 
     def __init__(self, source: FeatureSource) -> None:
         self.source = source
-        self._feats: dict[str, tuple[NDArray[np.float32], float]] = {}
+        self._feats: dict[str, StepFeatures] = {}
 
-    def get(self, vid: str) -> tuple[NDArray[np.float32], float]:
+    def get(self, vid: str) -> StepFeatures:
         if vid not in self._feats:
             f = self.source.get(vid)
-            self._feats[vid] = (f.features.astype(np.float32), float(f.duration))
+            b = f.boundaries()
+            step = float(b[-1] - b[0]) / len(f.features)
+            self._feats[vid] = StepFeatures(f.features.astype(np.float32), float(b[0]), step, float(f.duration))
         return self._feats[vid]
 
 
 def make_sample(q: Query, cache: FeatureCache, max_len: int, rng: np.random.Generator | None) -> Sample:
     """The training view of one query: windows in steps, long videos cropped (rng) or resampled."""
-    feats, duration = cache.get(q.vid)
+    grid = cache.get(q.vid)
+    feats = grid.features
     t = len(feats)
-    sps = duration / t
-    windows = np.array(q.windows, dtype=np.float64).reshape(-1, 2) / sps
+    sps = grid.step
+    windows = (np.array(q.windows, dtype=np.float64).reshape(-1, 2) - grid.start) / sps
+    windows = np.clip(windows, 0, t)
     offset = 0
     if t > max_len:
         lo, hi = windows[:, 0].min(), windows[:, 1].max()
@@ -94,8 +111,8 @@ def make_sample(q: Query, cache: FeatureCache, max_len: int, rng: np.random.Gene
         else:
             feats = resample(feats, max_len)
             windows = windows * max_len / t
-            sps = duration / max_len
-    return Sample(str(q.qid), q.vid, q.query, feats, windows, sps, offset * sps)
+            sps = sps * t / max_len
+    return Sample(str(q.qid), q.vid, q.query, feats, windows, sps, grid.start + offset * sps)
 
 
 def collate(samples: Sequence[Sample]) -> Batch:
@@ -136,6 +153,26 @@ def select_labels(
         ranked = sorted(qs, key=lambda q: -float(q.meta.get("provenance", {}).get("selection_score", 0.0)))
         out.extend(ranked[:per_video])
     return out
+
+
+def check_label_features(queries: Sequence[Query], cache: FeatureCache, labels: str, features: str) -> None:
+    """Refuse labels made from other features than the ones training reads (their provenance records
+    the features' hash; labels without one, e.g. hand-made files, are not checked)."""
+    seen: set[str] = set()
+    for q in queries:
+        recorded = (
+            q.meta.get("provenance", {}).get("features_hash") if isinstance(q.meta.get("provenance"), dict) else None
+        )
+        if not recorded or q.vid in seen:
+            continue
+        seen.add(q.vid)
+        actual = cache.source.get(q.vid).content_hash
+        if recorded != actual:
+            raise PseudoError(
+                f"the labels in {labels} were made from other features than {features} (video {q.vid!r}: "
+                f"labels from features {recorded}, data.features has {actual}); point data.features at the "
+                "feature store the labels' proposals were made from"
+            )
 
 
 def usable(queries: Sequence[Query], source: FeatureSource) -> tuple[list[Query], int]:

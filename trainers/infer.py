@@ -67,11 +67,17 @@ def predict(
     model.eval()
     items: list[tuple[int, Sample]] = []
     for i, q in enumerate(queries):
-        feats, duration = cache.get(q.vid)
-        sps = duration / len(feats)
+        grid = cache.get(q.vid)
+        feats, sps = grid.features, grid.step
+        if feats.shape[1] != model.video_dim:
+            raise PseudoError(
+                f"the features of video {q.vid!r} have {feats.shape[1]} dimensions, but this localizer was trained "
+                f"on {model.video_dim}-dimensional features; give features made with the same settings as its "
+                "training features (the run's config.yaml names them under data.features)"
+            )
         for start in chunks(len(feats), max_len):
             part = feats[start : start + max_len]
-            items.append((i, Sample(str(q.qid), q.vid, q.query, part, np.zeros((0, 2)), sps, start * sps)))
+            items.append((i, Sample(str(q.qid), q.vid, q.query, part, np.zeros((0, 2)), sps, grid.start + start * sps)))
     found: list[list[tuple[float, float, float]]] = [[] for _ in queries]
     n_chunks = [0] * len(queries)
     for lo in range(0, len(items), batch_size):

@@ -6,7 +6,12 @@ line per logged step), ``checkpoints/last.pt`` (+ ``step_<N>.pt`` every ``checkp
 and ``metrics.json``. Checkpoints hold only what trains (the frozen text tower is rebuilt from the
 recipe). The batch order of epoch ``e`` is a permutation seeded by ``(seed, e)``, crops are seeded
 by ``(seed, e, batch)``, and the torch RNG state is saved, so a resumed run reproduces an
-uninterrupted one.
+uninterrupted one. Ctrl-C finishes the step under way, writes a checkpoint and says how to resume
+(a second Ctrl-C stops at once).
+
+The pieces: :func:`build_optimizer`, :func:`build_scheduler`, :class:`Checkpointer` (save, load,
+trim the logs to the checkpoint on resume), :func:`train_epoch` and :func:`evaluate_model`;
+:func:`train` wires them together.
 """
 
 from __future__ import annotations
@@ -15,8 +20,11 @@ import json
 import math
 import os
 import random
+import signal
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,12 +33,13 @@ import numpy as np
 import torch
 
 from pseudo.data.benchmarks import load_qvh_jsonl
+from pseudo.data.records import Query
 from pseudo.errors import PseudoError
 from pseudo.features import open_features
-from pseudo.io import atomic_write_json, atomic_write_text
+from pseudo.io import atomic_write_json, atomic_write_jsonl, atomic_write_text, check_writable, iter_jsonl
 from pseudo.settings import code_version, dump_yaml
-from trainers.config import RecipeConfig
-from trainers.data import FeatureCache, collate, make_sample, select_labels, usable
+from trainers.config import OptimConfig, RecipeConfig
+from trainers.data import FeatureCache, check_label_features, collate, make_sample, select_labels, usable
 from trainers.losses import localizer_loss
 from trainers.model import MomentLocalizer
 from trainers.text_towers import build_text_tower
@@ -48,6 +57,10 @@ class TrainResult:
     skipped_queries: int = 0
 
 
+class TrainingInterrupted(PseudoError):
+    """Ctrl-C during training: a checkpoint was written; the message says how to resume."""
+
+
 @dataclass
 class _Dist:
     rank: int = 0
@@ -56,6 +69,16 @@ class _Dist:
     @property
     def main(self) -> bool:
         return self.rank == 0
+
+
+@dataclass
+class Progress:
+    """Where training stands: ``batch`` is the next batch of ``epoch`` to run."""
+
+    step: int = 0
+    epoch: int = 0
+    batch: int = 0
+    losses: list[float] = field(default_factory=list)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -100,13 +123,6 @@ def load_trainable_state(model: torch.nn.Module, state: dict[str, torch.Tensor])
         raise PseudoError(f"checkpoint does not match the model: missing {bad[:5]}, unexpected {unexpected[:5]}")
 
 
-def _save(path: Path, obj: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
 def lr_lambda(warmup: int, total: int) -> Callable[[int], float]:
     def f(step: int) -> float:
         if step < warmup:
@@ -117,145 +133,280 @@ def lr_lambda(warmup: int, total: int) -> Callable[[int], float]:
     return f
 
 
+def build_optimizer(params: Sequence[torch.nn.Parameter], cfg: OptimConfig) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, cfg: OptimConfig, total_steps: int) -> Any:
+    """Linear warm-up over ``warmup_steps``, then cosine decay to 0 at ``total_steps``."""
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg.warmup_steps, total_steps))
+
+
+def features_record(source: Any) -> dict[str, Any]:
+    """What the training features are, so inference can make the same ones (``pseudo localize``)."""
+    from pseudo.features import FeatureStore
+
+    if isinstance(source, FeatureStore):
+        return {"kind": source.cfg.kind, "settings": source.cfg.model_dump(mode="json"), "hash": source.hash}
+    return {"kind": "arrays", "path": str(getattr(source, "root", ""))}
+
+
+def _save(path: Path, obj: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+@dataclass
+class Checkpointer:
+    """Writes ``checkpoints/last.pt`` (and ``step_<N>.pt``) atomically, and reads it back on resume."""
+
+    run: Path
+    model: MomentLocalizer
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    extra: dict[str, Any]
+    enabled: bool = True
+
+    @property
+    def last(self) -> Path:
+        return self.run / "checkpoints" / "last.pt"
+
+    def save(self, at: Progress, name: str = "last.pt") -> None:
+        if not self.enabled:
+            return
+        state = {
+            "model": trainable_state(self.model),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "step": at.step,
+            "epoch": at.epoch,
+            "batch": at.batch,
+            "losses": at.losses,
+            "torch_rng": torch.get_rng_state(),
+            **self.extra,
+        }
+        _save(self.run / "checkpoints" / name, state)
+        if name != "last.pt":
+            _save(self.last, state)
+
+    def load(self, device: torch.device) -> Progress:
+        ck = torch.load(self.last, map_location=device, weights_only=False)
+        load_trainable_state(self.model, ck["model"])
+        self.optimizer.load_state_dict(ck["optimizer"])
+        self.scheduler.load_state_dict(ck["scheduler"])
+        torch.set_rng_state(ck["torch_rng"])
+        at = Progress(ck["step"], ck["epoch"], ck["batch"], list(ck["losses"]))
+        self.trim_logs(at)
+        return at
+
+    def trim_logs(self, at: Progress) -> None:
+        """Drop log rows written after the checkpoint (a run killed between checkpoints logged steps
+        that the resumed run will log again)."""
+        log = self.run / "log.jsonl"
+        if log.is_file():
+            atomic_write_jsonl(log, (r for _, r in iter_jsonl(log) if int(r.get("step", 0)) <= at.step))
+        evals = self.run / "eval.jsonl"
+        if evals.is_file():
+            atomic_write_jsonl(evals, (r for _, r in iter_jsonl(evals) if int(r.get("epoch", 0)) <= at.epoch))
+
+
+@contextmanager
+def stop_on_sigint() -> Iterator[threading.Event]:
+    """The first Ctrl-C sets the returned event (the loop stops after the step under way); a second
+    one interrupts at once. Outside the main thread nothing is installed."""
+    stop = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def load_training_labels(recipe: RecipeConfig) -> list[Query]:
+    labels = load_qvh_jsonl([Path(p) for p in recipe.data.train])
+    return select_labels(
+        labels, recipe.data.max_label_seconds, recipe.data.labels_per_video, recipe.data.min_label_seconds
+    )
+
+
+@dataclass
+class EpochContext:
+    """What one epoch of training needs."""
+
+    model: torch.nn.Module  # the DDP wrapper when distributed
+    params: list[torch.nn.Parameter]
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    queries: list[Query]
+    cache: FeatureCache
+    recipe: RecipeConfig
+    device: torch.device
+    dist: _Dist
+    steps_per_epoch: int
+    total_steps: int
+    log_path: Path
+    on_log: Callable[[dict[str, Any]], None] | None = None
+    clock: float = field(default_factory=time.perf_counter)
+    first_step: int = 0
+    samples_seen: int = 0
+
+
+def train_epoch(
+    ctx: EpochContext,
+    at: Progress,
+    checkpoints: Checkpointer,
+    should_stop: Callable[[Progress], bool],
+) -> bool:
+    """Run the rest of epoch ``at.epoch`` from batch ``at.batch``; ``at`` advances with every step.
+    Returns False when ``should_stop`` asked to stop after a step (a checkpoint is then written)."""
+    cfg = ctx.recipe.optim
+    amp = cfg.amp and ctx.device.type == "cuda"
+    order = np.random.default_rng([cfg.seed, at.epoch]).permutation(len(ctx.queries))
+    order = order[ctx.dist.rank :: ctx.dist.world]
+    for b in range(at.batch, ctx.steps_per_epoch):
+        idx = order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
+        if len(idx) == 0:
+            continue
+        rng = np.random.default_rng([cfg.seed, at.epoch, b])
+        samples = [make_sample(ctx.queries[i], ctx.cache, ctx.recipe.data.max_len, rng) for i in idx]
+        batch = collate(samples).to(ctx.device)
+        with torch.autocast(ctx.device.type, dtype=torch.bfloat16, enabled=amp):
+            out = ctx.model(batch.video, batch.mask, batch.texts)
+            loss, parts = localizer_loss(out, batch.windows)
+        ctx.optimizer.zero_grad(set_to_none=True)
+        torch.autograd.backward(loss)
+        if cfg.grad_clip:
+            torch.nn.utils.clip_grad_norm_(ctx.params, cfg.grad_clip)
+        ctx.optimizer.step()
+        ctx.scheduler.step()
+        at.step += 1
+        at.batch = b + 1
+        ctx.samples_seen += len(idx)
+        at.losses.append(float(loss.detach()))
+        if ctx.dist.main and (at.step % cfg.log_every == 0 or at.step == ctx.total_steps):
+            _log_step(ctx, at, parts)
+        if cfg.checkpoint_every and at.step % cfg.checkpoint_every == 0:
+            checkpoints.save(at, f"step_{at.step}.pt")
+        if should_stop(at):
+            checkpoints.save(at)
+            return False
+    at.epoch += 1
+    at.batch = 0
+    return True
+
+
+def _log_step(ctx: EpochContext, at: Progress, parts: dict[str, float]) -> None:
+    dt = time.perf_counter() - ctx.clock
+    rec = {
+        "step": at.step,
+        "epoch": at.epoch + 1,
+        "loss": round(at.losses[-1], 5),
+        **{k: round(float(v), 5) for k, v in parts.items()},
+        "lr": ctx.scheduler.get_last_lr()[0],
+        "steps_per_s": round((at.step - ctx.first_step) / dt, 3) if dt else 0.0,
+        "samples_per_s": round(ctx.samples_seen / dt, 2) if dt else 0.0,
+    }
+    with ctx.log_path.open("a", encoding="utf-8") as fh:
+        fh.write(json.dumps(rec) + "\n")
+    if ctx.on_log is not None:
+        ctx.on_log(rec)
+
+
 def train(
     recipe: RecipeConfig,
     run_dir: str | Path | None = None,
     resume: bool = False,
     stop_after_steps: int | None = None,
     on_log: Callable[[dict[str, Any]], None] | None = None,
+    labels: Sequence[Query] | None = None,
 ) -> TrainResult:
-    """Train ``recipe``; ``stop_after_steps`` ends early (as a killed run would) after a checkpoint."""
+    """Train ``recipe``; ``stop_after_steps`` ends early (as a killed run would) after a checkpoint.
+
+    ``labels`` replaces the labels read from ``recipe.data.train`` (already selected)."""
     device = resolve_device(recipe.device)
     dist_info = _init_distributed(device)
     run = Path(run_dir) if run_dir is not None else Path(recipe.out_dir) / recipe.name
-    ckpt_path = run / "checkpoints" / "last.pt"
-    if ckpt_path.exists() and not resume:
+    last = run / "checkpoints" / "last.pt"
+    if last.exists() and not resume:
         raise PseudoError(f"{run} already has a checkpoint; pass --resume to continue it, or choose another run name")
-    if resume and not ckpt_path.exists():
-        raise PseudoError(f"--resume: {ckpt_path} does not exist")
+    if resume and not last.exists():
+        raise PseudoError(f"--resume: {last} does not exist")
+    check_writable(run, "dir", "--run-dir")
     recipe = materialise_synthetic(recipe, run)
     opt_cfg = recipe.optim
     seed_everything(opt_cfg.seed)
 
     source = open_features(recipe.data.features, clip_seconds=recipe.data.clip_seconds)
-    labels = load_qvh_jsonl([Path(p) for p in recipe.data.train])
-    labels = select_labels(
-        labels, recipe.data.max_label_seconds, recipe.data.labels_per_video, recipe.data.min_label_seconds
-    )
-    queries, skipped = usable(labels, source)
+    queries, skipped = usable(list(labels) if labels is not None else load_training_labels(recipe), source)
     cache = FeatureCache(source)
-    video_dim = cache.get(queries[0].vid)[0].shape[1]
+    check_label_features(queries, cache, ", ".join(recipe.data.train), recipe.data.features)
+    video_dim = cache.get(queries[0].vid).features.shape[1]
     model = build_model(recipe, video_dim).to(device)
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=opt_cfg.lr, weight_decay=opt_cfg.weight_decay)
-    per_rank = math.ceil(len(queries) / dist_info.world)
-    steps_per_epoch = math.ceil(per_rank / opt_cfg.batch_size)
+    optimizer = build_optimizer(params, opt_cfg)
+    steps_per_epoch = math.ceil(math.ceil(len(queries) / dist_info.world) / opt_cfg.batch_size)
     total = steps_per_epoch * opt_cfg.epochs
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(opt_cfg.warmup_steps, total))
+    scheduler = build_scheduler(optimizer, opt_cfg, total)
     ddp_model: torch.nn.Module = model
     if dist_info.world > 1:
         ddp_model = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device] if device.type == "cuda" else None
         )
-
-    step, start_epoch, start_batch = 0, 0, 0
-    losses: list[float] = []
-    if resume:
-        ck = torch.load(ckpt_path, map_location=device, weights_only=False)
-        load_trainable_state(model, ck["model"])
-        optimizer.load_state_dict(ck["optimizer"])
-        scheduler.load_state_dict(ck["scheduler"])
-        step, start_epoch, start_batch = ck["step"], ck["epoch"], ck["batch"]
-        losses = list(ck["losses"])
-        torch.set_rng_state(ck["torch_rng"])
+    extra = {"video_dim": video_dim, "features": features_record(source), "recipe": recipe.model_dump(mode="json")}
+    checkpoints = Checkpointer(run, model, optimizer, scheduler, extra, enabled=dist_info.main)
+    at = checkpoints.load(device) if resume else Progress()
     if dist_info.main:
         meta = {"code_version": code_version(), "recipe": recipe.model_dump(mode="json")}
         atomic_write_text(run / "config.yaml", dump_yaml(meta))
 
-    amp = opt_cfg.amp and device.type == "cuda"
-    log_path = run / "log.jsonl"
-
-    def checkpoint(epoch: int, batch: int, name: str = "last.pt") -> None:
-        if not dist_info.main:
-            return
-        state = {
-            "model": trainable_state(model),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "step": step,
-            "epoch": epoch,
-            "batch": batch,
-            "losses": losses,
-            "torch_rng": torch.get_rng_state(),
-            "video_dim": video_dim,
-            "recipe": recipe.model_dump(mode="json"),
-        }
-        _save(run / "checkpoints" / name, state)
-        if name != "last.pt":
-            _save(ckpt_path, state)
-
+    ctx = EpochContext(
+        ddp_model, params, optimizer, scheduler, queries, cache, recipe, device, dist_info,
+        steps_per_epoch, total, run / "log.jsonl", on_log, first_step=at.step,
+    )  # fmt: skip
     metrics: dict[str, float] | None = None
-    t_start, samples_seen, step0 = time.perf_counter(), 0, step
     ddp_model.train()
-    for epoch in range(start_epoch, opt_cfg.epochs):
-        order = np.random.default_rng([opt_cfg.seed, epoch]).permutation(len(queries))
-        order = order[dist_info.rank :: dist_info.world]
-        first = start_batch if epoch == start_epoch else 0
-        for b in range(first, steps_per_epoch):
-            idx = order[b * opt_cfg.batch_size : (b + 1) * opt_cfg.batch_size]
-            if len(idx) == 0:
-                continue
-            rng = np.random.default_rng([opt_cfg.seed, epoch, b])
-            batch = collate([make_sample(queries[i], cache, recipe.data.max_len, rng) for i in idx]).to(device)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                out = ddp_model(batch.video, batch.mask, batch.texts)
-                loss, parts = localizer_loss(out, batch.windows)
-            optimizer.zero_grad(set_to_none=True)
-            torch.autograd.backward(loss)
-            if opt_cfg.grad_clip:
-                torch.nn.utils.clip_grad_norm_(params, opt_cfg.grad_clip)
-            optimizer.step()
-            scheduler.step()
-            step += 1
-            samples_seen += len(idx)
-            losses.append(float(loss.detach()))
-            if dist_info.main and (step % opt_cfg.log_every == 0 or step == total):
-                dt = time.perf_counter() - t_start
-                rec = {
-                    "step": step,
-                    "epoch": epoch + 1,
-                    "loss": round(losses[-1], 5),
-                    **{k: round(float(v), 5) for k, v in parts.items()},
-                    "lr": scheduler.get_last_lr()[0],
-                    "steps_per_s": round((step - step0) / dt, 3) if dt else 0.0,
-                    "samples_per_s": round(samples_seen / dt, 2) if dt else 0.0,
-                }
-                with log_path.open("a", encoding="utf-8") as fh:
-                    fh.write(json.dumps(rec) + "\n")
-                if on_log is not None:
-                    on_log(rec)
-            if opt_cfg.checkpoint_every and step % opt_cfg.checkpoint_every == 0:
-                checkpoint(epoch, b + 1, f"step_{step}.pt")
-            if stop_after_steps is not None and step >= stop_after_steps:
-                checkpoint(epoch, b + 1)
-                return TrainResult(str(run), step, epoch, losses, None, skipped_queries=skipped)
-        if dist_info.main and (epoch + 1) in opt_cfg.eval_epochs and recipe.data.eval_dataset:
-            metrics = evaluate_model(model, recipe, device)
-            _append_eval(run, epoch + 1, metrics)
-    elapsed = time.perf_counter() - t_start
-    checkpoint(opt_cfg.epochs, 0)
+    with stop_on_sigint() as interrupted:
+
+        def should_stop(p: Progress) -> bool:
+            return interrupted.is_set() or (stop_after_steps is not None and p.step >= stop_after_steps)
+
+        while at.epoch < opt_cfg.epochs:
+            if not train_epoch(ctx, at, checkpoints, should_stop):
+                if interrupted.is_set():
+                    raise TrainingInterrupted(
+                        f"interrupted at step {at.step} (epoch {at.epoch + 1}); checkpoint saved to "
+                        f"{checkpoints.last}; continue with `pseudo train RECIPE --resume` "
+                        "(the same recipe and --run-dir)"
+                    )
+                return TrainResult(str(run), at.step, at.epoch, at.losses, None, skipped_queries=skipped)
+            if dist_info.main and at.epoch in opt_cfg.eval_epochs and recipe.data.eval_dataset:
+                metrics = evaluate_model(model, recipe, device)
+                _append_eval(run, at.epoch, metrics)
+    elapsed = time.perf_counter() - ctx.clock
+    checkpoints.save(at)
     if dist_info.main and recipe.data.eval_dataset:
         metrics = evaluate_model(model, recipe, device)
         _append_eval(run, opt_cfg.epochs, metrics)
-    new_steps = step - step0
+    new_steps = at.step - ctx.first_step
     result = TrainResult(
         str(run),
-        step,
+        at.step,
         opt_cfg.epochs,
-        losses,
+        at.losses,
         metrics,
         steps_per_s=new_steps / elapsed if elapsed else 0.0,
-        samples_per_s=samples_seen / elapsed if elapsed else 0.0,
+        samples_per_s=ctx.samples_seen / elapsed if elapsed else 0.0,
         skipped_queries=skipped,
     )
     if dist_info.main:

@@ -14,7 +14,7 @@ from typing import Any, Self
 import torch
 from torch import Tensor, nn
 
-from pseudo.backbones.base import BackboneConfig
+from pseudo.backbones.base import BackboneConfig, quiet_hub
 from pseudo.errors import PseudoError
 from pseudo.registry import Registry
 
@@ -111,6 +111,7 @@ class HFClipTextTower(TextTower):
     def from_config(cls, cfg: BackboneConfig) -> HFClipTextTower:
         from transformers import AutoTokenizer, CLIPModel
 
+        quiet_hub()
         try:
             clip = CLIPModel.from_pretrained(cfg.model)
             tokenizer = AutoTokenizer.from_pretrained(cfg.model)

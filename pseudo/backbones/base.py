@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
-from typing import Annotated, Literal, Protocol
+from pathlib import Path
+from typing import Annotated, Any, Literal, Protocol
 
 import numpy as np
 import torch
@@ -32,8 +34,40 @@ class BackboneConfig(BaseModel):
     batch_size: Annotated[int, Field(ge=1)] = 64
 
     def identity(self) -> dict[str, str | None]:
-        """What determines the embeddings (not how fast they are computed)."""
-        return {"name": self.name, "model": self.model, "pretrained": self.pretrained}
+        """What determines the embeddings (not how fast they are computed). A local model directory or
+        checkpoint counts by its contents, not by how its path is spelt (``./m``, ``/abs/m``, ``m/``)."""
+        return {"name": self.name, "model": model_identity(self.model), "pretrained": model_identity(self.pretrained)}
+
+
+#: bytes read from each end of a weights file for its fingerprint
+FINGERPRINT_EDGE = 1 << 20
+
+
+def _file_fingerprint(path: Path, h: Any) -> None:
+    size = path.stat().st_size
+    h.update(f"{size}:".encode())
+    with path.open("rb") as fh:
+        h.update(fh.read(FINGERPRINT_EDGE))
+        if size > 2 * FINGERPRINT_EDGE:
+            fh.seek(size - FINGERPRINT_EDGE)
+            h.update(fh.read(FINGERPRINT_EDGE))
+
+
+def model_identity(model: str | None) -> str | None:
+    """A hub id or open_clip tag as it is; a local directory or file as ``local:<fingerprint>`` of its
+    files (names, sizes, and the first and last MiB of each), so the same model found through another
+    path is the same model, and a changed one is not."""
+    if model is None:
+        return None
+    p = Path(model).expanduser()
+    if not p.exists():
+        return model
+    h = hashlib.sha256()
+    files = [p] if p.is_file() else sorted(f for f in p.rglob("*") if f.is_file() and not f.name.startswith("."))
+    for f in files:
+        h.update(str(f.relative_to(p) if f != p else f.name).encode())
+        _file_fingerprint(f, h)
+    return f"local:{h.hexdigest()[:16]}"
 
 
 class Backbone(Protocol):
@@ -44,6 +78,20 @@ class Backbone(Protocol):
     def encode_images(self, frames: NDArray[np.uint8]) -> NDArray[np.float32]: ...
 
     def encode_texts(self, texts: Sequence[str]) -> NDArray[np.float32]: ...
+
+
+def quiet_hub() -> None:
+    """Keep transformers' and huggingface_hub's per-load progress bars ("Loading weights") and
+    chatter away from the user; pseudo reports its own progress. Called before every model load."""
+    from huggingface_hub.utils import logging as hub_logging
+    from transformers.utils import logging as tf_logging
+
+    tf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+    tf_logging.set_verbosity_error()  # type: ignore[no-untyped-call]
+    import huggingface_hub.utils as hub_utils
+
+    hub_utils.disable_progress_bars()  # type: ignore[attr-defined]
+    hub_logging.set_verbosity_error()  # type: ignore[no-untyped-call]
 
 
 def resolve_device(device: Device) -> torch.device:

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from pseudo.backbones.base import BackboneConfig, l2_normalise, resolve_device, resolve_dtype
+from pseudo.backbones.base import BackboneConfig, l2_normalise, quiet_hub, resolve_device, resolve_dtype
 from pseudo.backbones.preprocess import preprocessor_config, to_pixels
 from pseudo.errors import PseudoError
 
@@ -38,6 +38,7 @@ class HFClipBackbone:
     def from_config(cls, cfg: BackboneConfig) -> HFClipBackbone:
         from transformers import AutoTokenizer, CLIPModel
 
+        quiet_hub()
         try:
             model = CLIPModel.from_pretrained(cfg.model)
         except OSError as exc:

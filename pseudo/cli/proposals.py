@@ -30,6 +30,8 @@ from pseudo.cli.app import (
 )
 from pseudo.console import stderr_console
 from pseudo.errors import PseudoError
+from pseudo.io import check_writable
+from pseudo.settings import ConfigError
 
 
 @app.command("features")
@@ -58,7 +60,7 @@ def features_cmd(
     """Embed sampled video frames (or external captions) into a feature store (cached, resumable)."""
     from pseudo.features import FeaturesConfig, build_features
     from pseudo.progress import progress_bar
-    from pseudo.settings import ConfigError, validate
+    from pseudo.settings import validate
 
     if (video_dir is None) == (captions is None):
         raise ConfigError("give exactly one of --video-dir or --captions")
@@ -121,7 +123,7 @@ def proposals_cmd(
     from pseudo.features import build_features, open_features
     from pseudo.progress import progress_bar
     from pseudo.proposal_stage import ProposalRunConfig, run_proposals
-    from pseudo.settings import ConfigError, validate
+    from pseudo.settings import validate
 
     if (video_dir is None) == (features_dir is None):
         raise ConfigError("give exactly one of --video-dir or --features-dir")
@@ -136,7 +138,7 @@ def proposals_cmd(
     if steps == 0:
         prop["resample_steps"] = None
     if k is not None:
-        prop["num_clusters"] = k if k == "auto" else int(k)
+        prop["num_clusters"] = parse_k(k)
     data = yaml_dict(config)
     deep_update(
         data,
@@ -163,6 +165,19 @@ def proposals_cmd(
     print_summary("proposals", summary, as_json, {"out": str(out), "features_dir": str(features_dir)})
 
 
+def parse_k(text: str) -> int | str:
+    """``--k``: ``auto`` or a whole number of at least 1."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        k = int(text)
+    except ValueError:
+        k = 0
+    if k < 1:
+        raise ConfigError(f"--k must be 'auto' or a whole number of at least 1, got {text!r}")
+    return k
+
+
 @app.command("show")
 @friendly
 def show_cmd(
@@ -176,6 +191,7 @@ def show_cmd(
     predictions: Annotated[
         list[Path] | None, typer.Option("--predictions", help="Prediction JSONL to overlay (top window per query).")
     ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite the output PNG if it exists.")] = False,
     clip_seconds: Annotated[float, typer.Option("--clip-seconds", help="Seconds per row of foreign arrays.")] = 1.0,
     model: ModelOpt = None,
     backbone: BackboneOpt = None,
@@ -202,9 +218,13 @@ def show_cmd(
         sampled = sample_frames(path, cfg.features.sampling)
         emb = build_backbone(cfg.features.backbone).encode_images(sampled.frames)
         feats = VideoFeatures(path.stem, emb, sampled.timestamps, sampled.info.duration)
+    target = out or Path(f"{feats.vid}.png")
+    if target.exists() and not force:
+        raise PseudoError(f"{target} exists; pass --out to choose another file, or --force to overwrite it")
+    check_writable(target, "file")
     result, _ = proposals_for(feats, cfg.proposals)
     overlays = _overlays(feats.vid, queries or [], predictions or [])
-    png = render_summary(feats.vid, feats.duration, result, out or Path(f"{feats.vid}.png"), overlays)
+    png = render_summary(feats.vid, feats.duration, result, target, overlays)
     stderr_console().print(f"wrote {png}")
 
 

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from pseudo.cli.app import ConfigOpt, DataRoot, JsonFlag, ModelOpt, app, emit_json, friendly, yaml_dict
-from pseudo.console import metrics_table, stderr_console
+from pseudo.console import metrics_table, print_warning, stderr_console
 
 
 @app.command("train")
@@ -26,7 +26,7 @@ def train_cmd(
 ) -> None:
     """Train the prompt-tuned localizer on pseudo-labels; evaluates on the recipe's benchmark."""
     from trainers.config import load_recipe
-    from trainers.loop import train
+    from trainers.loop import TrainingInterrupted, train
 
     overrides: dict[str, Any] = {}
     if features:
@@ -48,12 +48,25 @@ def train_cmd(
             f"{rec['steps_per_s']:.2f} steps/s {rec['samples_per_s']:.1f} samples/s"
         )
 
-    result = train(cfg, run_dir, resume=resume, on_log=log)
+    try:
+        result = train(cfg, run_dir, resume=resume, on_log=log)
+    except TrainingInterrupted as exc:
+        print_warning(str(exc).replace("RECIPE", str(recipe)), con)
+        raise typer.Exit(130) from None
     con.print(f"run: {result.run_dir} ({result.steps} steps, {result.steps_per_s:.2f} steps/s)")
     if result.metrics:
-        con.print(metrics_table(f"{cfg.data.eval_dataset} {cfg.data.eval_split}", {cfg.name: result.metrics}))
+        con.print(metrics_table(eval_title(cfg), {cfg.name: result.metrics}))
     if as_json:
         emit_json({k: v for k, v in result.__dict__.items() if k != "losses"})
+
+
+def eval_title(cfg: Any) -> str:
+    """``qvhighlights val``, or ``synthetic eval`` for the synthetic task (whose split has no name)."""
+    if cfg.data.synthetic is not None:
+        return "synthetic task, eval videos"
+    if cfg.data.eval_dataset == "jsonl":
+        return f"{', '.join(cfg.data.eval_gt or [])}"
+    return f"{cfg.data.eval_dataset} {cfg.data.eval_split}"
 
 
 @app.command("predict")
@@ -78,6 +91,7 @@ def predict_cmd(
     event_snap: Annotated[
         float | None, typer.Option("--event-snap-seconds", min=0, help="Override decode.event_snap_seconds.")
     ] = None,
+    as_json: JsonFlag = False,
 ) -> None:
     """Write predictions for a benchmark split with a trained run."""
     from trainers.run import predict_split
@@ -96,6 +110,8 @@ def predict_cmd(
         decode_overrides={k: v for k, v in overrides.items() if v is not None},
     )
     stderr_console().print(f"wrote {len(preds)} predictions to {out}")
+    if as_json:
+        emit_json({"out": str(out), "predictions": len(preds), "run": str(run), "dataset": dataset, "split": split})
 
 
 @app.command("localize")
@@ -124,4 +140,11 @@ def localize_cmd(
     for i, (s, e, sc) in enumerate(windows, 1):
         con.print(f"{i:>2}. {s:8.2f} - {e:8.2f} s  score {sc:.3f}")
     if as_json:
-        emit_json([list(w) for w in windows])
+        emit_json(
+            {
+                "video": str(video),
+                "query": query,
+                "run": str(run) if run is not None else None,
+                "windows": [{"start": s, "end": e, "score": sc} for s, e, sc in windows],
+            }
+        )

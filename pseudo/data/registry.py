@@ -49,7 +49,7 @@ class DatasetSpec:
         return paths
 
 
-DATASETS: Registry[DatasetSpec] = Registry("dataset")
+DATASETS: Registry[DatasetSpec] = Registry("dataset", providers=("pseudo.data.benchmarks",))
 
 
 def register_dataset(spec: DatasetSpec) -> DatasetSpec:
@@ -68,8 +68,6 @@ def load_dataset(
     ``files`` overrides the default files (same order as the spec lists them), so a user can
     point a loader at their own copy; otherwise they are found under ``data_root``.
     """
-    from pseudo.data import benchmarks  # noqa: F401  (registers the built-in datasets)
-
     spec = DATASETS.get(name)
     paths = [Path(f) for f in files] if files else spec.files(split, data_root)
     if not paths:
@@ -81,6 +79,4 @@ def load_dataset(
 
 
 def get_dataset(name: str) -> DatasetSpec:
-    from pseudo.data import benchmarks  # noqa: F401
-
     return DATASETS.get(name)

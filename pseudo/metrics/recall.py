@@ -2,7 +2,8 @@
 
 A query counts as recalled at (k, m) when one of its top-k predicted windows has IoU >= m with
 one of its ground-truth windows. mIoU is the mean IoU of the top-1 window with its best GT window.
-All values are percentages, as papers print them.
+All values are percentages, as papers print them. IoU is computed as those benchmarks' evaluators do
+(``inter / (max(end) - min(start))``), which decides exact ties such as IoU 0.7 the way they do.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 from numpy.typing import NDArray
 
-from pseudo.metrics.iou import iou_paired
+from pseudo.metrics.iou import iou_paired_hull
 
 DEFAULT_KS: tuple[int, ...] = (1, 5)
 DEFAULT_IOUS: tuple[float, ...] = (0.3, 0.5, 0.7)
@@ -25,7 +26,7 @@ def best_gt_iou(
     gt_mask: NDArray[np.bool_],
 ) -> NDArray[np.float64]:
     """IoU of every predicted window with its best GT window: ``(Q, K)``; padding scores -1."""
-    ious = iou_paired(pred[:, :, None, :2], gt[:, None, :, :2])  # (Q, K, G)
+    ious = iou_paired_hull(pred[:, :, None, :2], gt[:, None, :, :2])  # (Q, K, G), the field's arithmetic
     ious = np.where(gt_mask[:, None, :], ious, -1.0)
     best = ious.max(axis=-1)
     return np.where(pred_mask, best, -1.0)
