@@ -22,25 +22,14 @@ lint: install
 	$(BIN)/ruff check pseudo proposals trainers tests bench
 	$(BIN)/ruff format --check pseudo proposals trainers tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 test: lint
 	$(BIN)/python -m pytest -q
 
-# Zero-shot QVHighlights from the real clip captions, every stage a pseudo command (about 45 min on 2 CPU cores).
-QVH_CAPTIONS ?= ../shared/data/qvhighlights/vtggpt_captions
-QVH := runs/qvh
+# Zero-shot QVHighlights from the real clip captions: the whole method from one recipe (features,
+# proposals, pseudo-labels, training, val and test predictions and scores), then the official test table.
 .PHONY: qvhighlights
 qvhighlights: install
-	$(BIN)/pseudo features --captions $(QVH_CAPTIONS)/val.zip --out $(QVH)/val_store
-	$(BIN)/pseudo features --captions $(QVH_CAPTIONS)/test --out $(QVH)/test_store
-	$(BIN)/pseudo proposals --features-dir $(QVH)/val_store --out $(QVH)/proposals_val.jsonl --steps 0 --num-proposals 100
-	$(BIN)/pseudo proposals --features-dir $(QVH)/test_store --out $(QVH)/proposals_test.jsonl --steps 0 --num-proposals 100
-	$(BIN)/pseudo captions --proposals $(QVH)/proposals_val.jsonl --features-dir $(QVH)/val_store \
-		--captions $(QVH_CAPTIONS)/val.zip --out $(QVH)/pseudo_val.jsonl --compare qvhighlights:train
-	test -f runs/qvhighlights_captions_zs/metrics.json || $(BIN)/pseudo train recipes/qvhighlights_captions_zs.yaml
-	$(BIN)/pseudo predict --run runs/qvhighlights_captions_zs -d qvhighlights -s val \
-		--features $(QVH)/val_store --proposals $(QVH)/proposals_val.jsonl --out $(QVH)/preds_val.jsonl
-	$(BIN)/pseudo predict --run runs/qvhighlights_captions_zs -d qvhighlights -s test \
-		--features $(QVH)/test_store --proposals $(QVH)/proposals_test.jsonl --out $(QVH)/preds_test.jsonl
-	$(BIN)/pseudo eval -d qvhighlights -s val $(QVH)/preds_val.jsonl
-	$(BIN)/pseudo eval -d qvhighlights -s test $(QVH)/preds_test.jsonl
+	$(BIN)/pseudo train recipes/qvhighlights_captions_zs.yaml
+	$(BIN)/pseudo eval -d qvhighlights -s test --work runs/qvhighlights_captions_zs

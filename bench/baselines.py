@@ -15,7 +15,7 @@ from pathlib import Path
 from rich.console import Console
 
 from bench._common import header
-from pseudo.baselines import LengthPositionPrior, whole_video
+from pseudo.baselines.prior import LengthPositionPrior, whole_video
 from pseudo.console import markdown_table, metrics_table
 from pseudo.data import load_dataset
 from pseudo.evaluate import score

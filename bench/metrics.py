@@ -17,10 +17,10 @@ from rich.console import Console
 
 from bench._common import header
 from pseudo.console import markdown_table
-from pseudo.data.records import Prediction, Query
 from pseudo.metrics.protocols import PROTOCOLS
 from pseudo.metrics.qvhighlights import MAP_IOUS
 from pseudo.metrics.reference import ap_one_query, recall_one_query
+from pseudo.records import Prediction, Query
 
 
 def synthetic(n: int, seed: int = 0) -> tuple[list[Query], list[Prediction]]:

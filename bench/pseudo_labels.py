@@ -1,7 +1,10 @@
 """Label-quality diagnostics of pseudo-labels made from the QVHighlights val clip captions,
 against the real GT of the same videos. Diagnostics only: nothing here is training signal.
 
-    python -m bench.pseudo_labels [--work runs/bench_pseudo_labels] [--limit N]
+    python -m bench.pseudo_labels [--recipe recipes/qvhighlights_captions_zs.yaml] [--work DIR]
+
+The features, proposals and pseudo-labels are the recipe's own (its pipeline, run up to the labels
+stage; cached stages are reused).
 
 1. Proposal recall: the share of GT windows that some proposal among the video's top N (by score)
    covers at IoU >= 0.5 (and 0.7), N = 10, 50, 100, beside N random windows per video measured in
@@ -17,29 +20,27 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from rich.console import Console
 
 from bench._common import header
-from proposals import ProposalConfig
 from pseudo.backbones import BackboneConfig, build_backbone
-from pseudo.caption_stage import CaptionsRunConfig, label_stats, run_captions
-from pseudo.captions.features import build_caption_features, caption_features_config
-from pseudo.captions.sources import CaptionerConfig
 from pseudo.console import markdown_table
-from pseudo.data import Query, load_dataset
-from pseudo.data.paths import find_data_root
-from pseudo.features import FeatureStore
+from pseudo.data import load_dataset
+from pseudo.data.benchmarks import load_qvh_jsonl
 from pseudo.metrics.iou import iou_cross
-from pseudo.proposal_stage import read_proposals, run_proposals
+from pseudo.pipeline import Pipeline
+from pseudo.recipe import load_recipe
+from pseudo.records import Proposal, Query
+from pseudo.stages.labels import label_stats
+from pseudo.stages.proposals import read_proposals
 
 TOP_N = (10, 50, 100)
 
 
 def recall_rows(
-    gts: list[Query], by_video: dict[str, list[dict[str, Any]]], rng: np.random.Generator
+    gts: list[Query], by_video: dict[str, list[Proposal]], rng: np.random.Generator
 ) -> list[dict[str, float | str]]:
     rows: list[dict[str, float | str]] = []
     windows = [(q.vid, q.duration, w) for q in gts for w in q.windows if q.vid in by_video]
@@ -48,9 +49,9 @@ def recall_rows(
             hit_prop = hit_rand = 0
             n_props = []
             for vid, duration, w in windows:
-                props = sorted(by_video[vid], key=lambda p: -p["score"])[:n]
+                props = sorted(by_video[vid], key=lambda p: -p.score)[:n]
                 n_props.append(len(props))
-                cand = np.array([[p["start"], p["end"]] for p in props])
+                cand = np.array([[p.start, p.end] for p in props])
                 hit_prop += iou_cross(cand, np.array([w])).max() >= thr
                 r = np.sort(rng.uniform(0, duration, (len(props), 2)), axis=1)
                 hit_rand += iou_cross(r, np.array([w])).max() >= thr
@@ -69,35 +70,20 @@ def recall_rows(
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--work", type=Path, default=Path("runs/bench_pseudo_labels"))
-    ap.add_argument("--limit", type=int, default=None, help="only the first N val videos (quick check)")
+    ap.add_argument("--recipe", type=Path, default=Path("recipes/qvhighlights_captions_zs.yaml"))
+    ap.add_argument("--work", type=Path, default=None, help="the pipeline's work directory (default: the recipe's)")
     ap.add_argument("--out", default="bench/results/pseudo_labels.md")
     args = ap.parse_args()
     con = Console(stderr=True, width=160)
-    root = find_data_root()
-    captions = root / "qvhighlights/vtggpt_captions/val.zip"
+    recipe = load_recipe(args.recipe)
+    pipeline = Pipeline(recipe, args.work, log=con.print)
+    result = pipeline.run(until="labels")
+    times = {s.key: s.seconds for s in result.steps if s.status == "built"}
+    by_video = read_proposals(result.outputs["proposals:train"])
+    pseudo = load_qvh_jsonl([Path(f) for f in pipeline.label_files])
     gts = load_dataset("qvhighlights", "val")
-    durations = {q.vid: q.duration for q in gts}
-    vids = sorted(durations)[: args.limit] if args.limit else sorted(durations)
-    times: dict[str, float] = {}
-
-    t = time.perf_counter()
-    cfg = caption_features_config(captions)
-    build_caption_features(cfg, args.work / "qvh_val_minilm", vids=vids, durations=durations)
-    times["caption features (MiniLM, cached)"] = time.perf_counter() - t
-    store = FeatureStore.load(args.work / "qvh_val_minilm")
-
-    t = time.perf_counter()
-    props_path = args.work / "proposals_val.jsonl"
-    pcfg = ProposalConfig(resample_steps=None, num_proposals=100)
-    run_proposals(store, pcfg, props_path, vids=vids)
-    times["proposals"] = time.perf_counter() - t
-    by_video = {v: p for v, p in read_proposals(props_path).items() if v in set(vids)}
-
-    t = time.perf_counter()
-    ccfg = CaptionsRunConfig(captioner=CaptionerConfig(name="external", captions=str(captions)))
-    _, pseudo = run_captions(props_path, args.work / "pseudo_val.jsonl", ccfg, store, vids=vids)
-    times["pseudo-queries"] = time.perf_counter() - t
+    vids = sorted({q.vid for q in gts} & set(by_video))
+    pcfg = recipe.proposals
 
     rng = np.random.default_rng(0)
     gts = [q for q in gts if q.vid in by_video]
@@ -158,7 +144,10 @@ def main() -> None:
     )
     con.print(rec_table)
     con.print(sim_table)
-    text = header("Pseudo-label quality on QVHighlights val (diagnostics only)", "python -m bench.pseudo_labels")
+    text = header(
+        "Pseudo-label quality on QVHighlights val (diagnostics only)",
+        f"python -m bench.pseudo_labels --recipe {args.recipe}",
+    )
     text += (
         f"{len(vids)} val videos; captions: VTG-GPT MiniGPT-v2 clip captions (2 s); features: MiniLM caption "
         f"embeddings; proposals: {pcfg.model_dump()}; pseudo-queries: contrastive caption selection, "

@@ -1,11 +1,11 @@
 """Where the trained localizer loses on QVHighlights: candidate recall, ranking, moment length.
 
-    python -m bench.qvhighlights_gap [--work runs/bench_qvh] [--run "coop, moments 10-40 s"]
+    python -m bench.qvhighlights_gap [--recipe recipes/qvhighlights_captions_zs.yaml] [--work DIR]
 
-Reads what ``python -m bench.qvhighlights`` left in ``--work`` (feature stores, proposals, the trained
-run), predicts val and test with the run's bench decoding, and prints one table: how often a window
-with IoU >= 0.5 / 0.7 is ranked first, in the top 5, in the top 10; the same for the proposals; R1@0.5
-by total GT length; and the lengths of the rank-1 windows against the GT's.
+Runs the recipe's pipeline (every stage is reused when current), takes its predictions of val and
+test, and prints one table: how often a window with IoU >= 0.5 / 0.7 is ranked first, in the top 5,
+in the top 10; the same for the proposals; R1@0.5 by total GT length; and the lengths of the rank-1
+windows against the GT's.
 """
 
 from __future__ import annotations
@@ -13,21 +13,19 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from bench._common import header
 from pseudo.console import markdown_table
-from pseudo.data import Prediction, Query, load_dataset
-from pseudo.features import FeatureStore
+from pseudo.data import load_dataset
+from pseudo.data.predictions import load_predictions
 from pseudo.metrics.iou import iou_cross
-from pseudo.proposal_stage import event_boundaries, read_proposals
-from trainers.config import DecodeConfig
-from trainers.data import FeatureCache
-from trainers.infer import predict
-from trainers.run import load_run
+from pseudo.pipeline import Pipeline
+from pseudo.recipe import load_recipe
+from pseudo.records import Prediction, Proposal, Query
+from pseudo.stages.proposals import read_proposals
 
 
 def best_ious(windows: Sequence[Sequence[float]], gt: Sequence[tuple[float, float]]) -> list[float]:
@@ -45,12 +43,11 @@ def pct(x: NDArray[np.float64]) -> str:
     return " / ".join(f"{v:.0f}" for v in np.percentile(x, [10, 50, 90]))
 
 
-def diagnose(gts: list[Query], preds: list[Prediction], props: dict[str, list[dict[str, Any]]]) -> dict[str, str]:
+def diagnose(gts: list[Query], preds: list[Prediction], props: dict[str, list[Proposal]]) -> dict[str, str]:
     by_q = {q.qid: q for q in gts}
+    preds = [p for p in preds if p.qid in by_q]
     ious = [best_ious(p.windows, by_q[p.qid].windows) for p in preds]
-    prop_ious = [
-        best_ious([(float(r["start"]), float(r["end"])) for r in props.get(q.vid, [])], q.windows) for q in gts
-    ]
+    prop_ious = [best_ious([(r.start, r.end) for r in props.get(q.vid, [])], q.windows) for q in gts]
     total = np.array([sum(e - s for s, e in by_q[p.qid].windows) for p in preds])
     first = np.array([x[0] >= 0.5 if x else False for x in ious])
     rank1_len = np.array([p.windows[0][1] - p.windows[0][0] if p.windows else 0.0 for p in preds])
@@ -78,33 +75,22 @@ def diagnose(gts: list[Query], preds: list[Prediction], props: dict[str, list[di
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--work", type=Path, default=Path("runs/bench_qvh"))
-    ap.add_argument("--run", default="coop, moments 10-40 s", help="a run name under WORK/runs")
-    ap.add_argument("--event-snap-seconds", type=float, default=4.0)
+    ap.add_argument("--recipe", type=Path, default=Path("recipes/qvhighlights_captions_zs.yaml"))
+    ap.add_argument("--work", type=Path, default=None, help="pipeline work directory (default: the recipe's)")
     ap.add_argument("--out", default="bench/results/qvhighlights_gap.md")
     args = ap.parse_args()
-    model, recipe = load_run(args.work / "runs" / args.run)
-    decoding = DecodeConfig(snap_to_steps=True, event_snap_seconds=args.event_snap_seconds)
+    result = Pipeline(load_recipe(args.recipe), args.work).run()
     cols: dict[str, dict[str, str]] = {}
-    for split in ("val", "test"):
-        gts = load_dataset("qvhighlights", split)
-        store = FeatureStore.load(args.work / f"qvh_{split}_minilm")
-        props = read_proposals(args.work / f"proposals_{split}.jsonl")
-        preds = predict(
-            model,
-            gts,
-            FeatureCache(store),
-            recipe.data.max_len,
-            10,
-            decoding=decoding,
-            events=event_boundaries(props),
-        )
+    for split, videos in (("val", "train"), ("test", "test")):
+        gts = [q for q in load_dataset("qvhighlights", split) if q.windows]
+        props = read_proposals(result.outputs[f"proposals:{videos}"])
+        preds = load_predictions(result.outputs[f"predict:qvhighlights_{split}"])
         cols[split] = diagnose(gts, preds, props)
     rows = [{"measure": k, "val (transductive)": v, "test": cols["test"].get(k, "-")} for k, v in cols["val"].items()]
     table = markdown_table(rows, ["measure", "val (transductive)", "test"])
     print(table)
-    text = header("Where the QVHighlights localizer loses", f'python -m bench.qvhighlights_gap --run "{args.run}"')
-    text += f"Run: `{args.run}` from `python -m bench.qvhighlights`, decoded as in its table.\n\n" + table
+    text = header("Where the QVHighlights localizer loses", f"python -m bench.qvhighlights_gap --recipe {args.recipe}")
+    text += f"The recipe `{args.recipe}`'s trained localizer and its decoding, from its pipeline.\n\n" + table
     Path(args.out).write_text(text)
 
 

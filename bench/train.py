@@ -30,7 +30,10 @@ MODES = ("hand", "coop", "cocoop")
 def one(mode: str, steps: int, batch: int) -> dict[str, float | str]:
     import torch
 
-    from trainers.config import load_recipe
+    from pseudo.data.benchmarks import load_qvh_jsonl
+    from pseudo.data.store import ArrayDirectory
+    from pseudo.data.synthetic import make_synthetic_dataset
+    from pseudo.recipe import load_recipe
     from trainers.loop import train
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -40,13 +43,13 @@ def one(mode: str, steps: int, batch: int) -> dict[str, float | str]:
             "optim.epochs": 100,
             "optim.log_every": 1000,
             "optim.checkpoint_every": None,
-            "data.synthetic.n_train": 400,
-            "data.synthetic.n_eval": 4,
         }
-        recipe = load_recipe(Path(__file__).resolve().parents[1] / "recipes/tiny_cpu.yaml", overrides)
-        train(recipe, Path(tmp) / "warm", stop_after_steps=3)  # model load and first steps
+        cfg = load_recipe(Path(__file__).resolve().parents[1] / "recipes/tiny_cpu.yaml", overrides).train_config()
+        paths = make_synthetic_dataset(Path(tmp) / "syn", n_train=400, n_eval=4)
+        labels, feats = load_qvh_jsonl([paths.train]), ArrayDirectory(paths.features)
+        train(cfg, labels, feats, Path(tmp) / "warm", stop_after_steps=3)  # model load and first steps
         t = time.perf_counter()
-        res = train(recipe, Path(tmp) / "run", stop_after_steps=steps)
+        res = train(cfg, labels, feats, Path(tmp) / "run", stop_after_steps=steps)
         dt = time.perf_counter() - t
     out: dict[str, float | str] = {
         "prompt": mode,

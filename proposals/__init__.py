@@ -1,6 +1,6 @@
 """Unsupervised event proposals: self-similarity k-means atomic events and their composites (PSVL)."""
 
-from proposals.composite import COMPOSERS, Proposal
+from proposals.composite import COMPOSERS
 from proposals.config import ProposalConfig
 from proposals.events import AtomicEvent
 from proposals.generate import ProposalSet, generate_proposals
@@ -10,7 +10,6 @@ __all__ = [
     "COMPOSERS",
     "SIMILARITIES",
     "AtomicEvent",
-    "Proposal",
     "ProposalConfig",
     "ProposalSet",
     "generate_proposals",

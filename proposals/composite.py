@@ -9,6 +9,8 @@ import numpy as np
 import numpy.typing as npt
 
 from proposals.events import AtomicEvent
+from pseudo.metrics.iou import iou_cross
+from pseudo.records import Proposal
 from pseudo.registry import Registry
 
 FloatArray = npt.NDArray[np.float64]
@@ -16,17 +18,6 @@ IntArray = npt.NDArray[np.intp]
 
 #: an SSM value range below this counts as constant: every run then scores 1.0
 FLAT_RANGE = 1e-9
-
-
-@dataclass(frozen=True)
-class Proposal:
-    """A candidate moment: atoms ``atoms[0]..atoms[-1]`` (consecutive), in seconds."""
-
-    start: float
-    end: float
-    score: float
-    atoms: tuple[int, ...]
-    method: str
 
 
 @dataclass(frozen=True, eq=False)
@@ -44,10 +35,8 @@ class RunTable:
 
     def iou_with(self, i: int) -> FloatArray:
         """Temporal IoU (over steps) of every run with run ``i``."""
-        inter = np.minimum(self.end_step, self.end_step[i]) - np.maximum(self.start_step, self.start_step[i])
-        union = np.maximum(self.end_step, self.end_step[i]) - np.minimum(self.start_step, self.start_step[i])
-        out: FloatArray = np.maximum(inter, 0) / union
-        return out
+        spans = np.stack([self.start_step, self.end_step], axis=1).astype(np.float64)
+        return iou_cross(spans, spans[i : i + 1])[:, 0]
 
 
 def enumerate_runs(num_atoms: int, max_atoms: int | None = None) -> tuple[IntArray, IntArray]:

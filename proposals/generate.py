@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from proposals.clustering import cluster_steps, distinct_rows
-from proposals.composite import Proposal, compose
+from proposals.composite import compose
 from proposals.config import ProposalConfig
 from proposals.events import AtomicEvent, atomic_events
-from proposals.grid import step_boundaries, uniform_boundaries
-from proposals.resample import resample_linear
 from proposals.similarity import l2_normalize, self_similarity
+from pseudo.records import Proposal
+from pseudo.timeline import resample_linear, step_boundaries, uniform_boundaries
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -29,22 +28,6 @@ class ProposalSet:
     atoms: list[AtomicEvent]
     proposals: list[Proposal]
     settings_hash: str
-
-    def to_records(self, vid: str, duration: float) -> list[dict[str, Any]]:
-        """One JSON-ready dict per proposal."""
-        return [
-            {
-                "video": vid,
-                "duration": float(duration),
-                "start": float(p.start),
-                "end": float(p.end),
-                "score": float(p.score),
-                "method": p.method,
-                "atoms": list(p.atoms),
-                "settings_hash": self.settings_hash,
-            }
-            for p in self.proposals
-        ]
 
 
 def check_features(features: npt.ArrayLike) -> FloatArray:

@@ -24,3 +24,8 @@ class DataFormatError(PseudoError, ValueError):
 
 class DataNotFoundError(PseudoError, FileNotFoundError):
     """A benchmark file or data root is missing."""
+
+
+class StopStage(PseudoError):
+    """An error about a stage's inputs as a whole (not one video): it stops the run instead of being
+    recorded as one video's failure."""

@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from pseudo.data import get_dataset, load_dataset
-from pseudo.data.records import Prediction, Query
+from pseudo.data.predictions import align_predictions, load_predictions
 from pseudo.metrics.protocols import PROTOCOLS, MetricReport
-from pseudo.predictions import align_predictions, load_predictions
+from pseudo.records import Prediction, Query
 
 #: the protocol each dataset reports with unless told otherwise
 DEFAULT_PROTOCOL: dict[str, str] = {"qvhighlights": "qvhighlights"}

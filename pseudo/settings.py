@@ -22,9 +22,9 @@ class ConfigError(PseudoError, ValueError):
     """A config file or option that does not validate."""
 
 
-def settings_hash(*parts: BaseModel | dict[str, Any] | str) -> str:
+def settings_hash(*parts: Any) -> str:
     """First 12 hex digits of sha256 over the canonical JSON of the parts."""
-    canon = [p.model_dump(mode="json") if isinstance(p, BaseModel) else p for p in parts]
+    canon = [p.model_dump(mode="json") if isinstance(p, BaseModel) else p for p in parts]  # JSON-able parts
     return hashlib.sha256(json.dumps(canon, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -139,6 +139,99 @@ def load_yaml_dict(path: str | Path) -> dict[str, Any]:
 
 def load_yaml(model: type[M], path: str | Path) -> M:
     return validate(model, load_yaml_dict(path), str(path))
+
+
+def deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    """``top`` over ``base``: mappings merge key by key, anything else (lists too) is replaced."""
+    out = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+class Layered:
+    """Settings merged from a YAML file and the files its ``base:`` key names (recursively, bases
+    first), with the file each setting came from, so an error names the file to fix."""
+
+    def __init__(self, data: dict[str, Any], origins: dict[str, Path], files: list[Path]) -> None:
+        self.data = data
+        self.origins = origins
+        self.files = files
+
+    def origin(self, dotted: str) -> Path:
+        """The file that set ``dotted`` (or its nearest parent key); the top file when none did."""
+        parts = dotted.split(".")
+        for n in range(len(parts), 0, -1):
+            found = self.origins.get(".".join(parts[:n]))
+            if found is not None:
+                return found
+        return self.files[-1]
+
+
+def load_layers(
+    path: str | Path, prepare: Callable[[dict[str, Any], Path], dict[str, Any]] | None = None, key: str = "base"
+) -> Layered:
+    """Read ``path`` and its bases (``base: other.yaml`` or a list, relative to the file naming them),
+    merged deeply, later files winning. ``prepare(layer, file)`` may rewrite each file's own settings
+    first (e.g. make its relative paths relative to that file). A cycle of bases is an error."""
+    top = Path(path)
+
+    def load(p: Path, chain: tuple[Path, ...]) -> tuple[dict[str, Any], dict[str, Path], list[Path]]:
+        real = p.resolve()
+        if real in chain:
+            raise ConfigError(f"{p}: its bases include itself ({' -> '.join(str(c) for c in (*chain, real))})")
+        raw = load_yaml_dict(p)
+        bases = raw.pop(key, [])
+        if isinstance(bases, str):
+            bases = [bases]
+        if not isinstance(bases, list) or not all(isinstance(b, str) for b in bases):
+            raise ConfigError(f"{p}: {key}: must be a file name or a list of file names")
+        data: dict[str, Any] = {}
+        origins: dict[str, Path] = {}
+        files: list[Path] = []
+        for b in bases:
+            bp = p.parent / b
+            if not bp.is_file():
+                raise ConfigError(f"{p}: {key}: {b} does not exist (looked for {bp})")
+            d, o, f = load(bp, (*chain, real))
+            data = deep_merge(data, d)
+            origins.update(o)
+            files += f
+        own = prepare(raw, p) if prepare is not None else raw
+        data = deep_merge(data, own)
+        origins.update({k: p for k in flatten(own)})
+        origins.update({k: p for k in _mapping_keys(own)})
+        return data, origins, [*files, p]
+
+    data, origins, files = load(top, ())
+    return Layered(data, origins, files)
+
+
+def _mapping_keys(data: dict[str, Any], prefix: str = "") -> list[str]:
+    keys = []
+    for k, v in data.items():
+        dotted = f"{prefix}.{k}" if prefix else str(k)
+        keys.append(dotted)
+        if isinstance(v, dict):
+            keys += _mapping_keys(v, dotted)
+    return keys
+
+
+def validate_layered(model: type[M], layered: Layered) -> M:
+    """:func:`validate` whose messages name, for each wrong setting, the file that set it."""
+    try:
+        return model.model_validate(layered.data)
+    except ValidationError as exc:
+        lines = format_validation_error(exc, "\0").splitlines()
+        out = []
+        for line in lines:
+            rest = line.removeprefix("\0: ").removeprefix("\0")
+            key = rest.split(": ", 1)[0] if ": " in rest else ""
+            out.append(f"{layered.origin(key)}: {rest}")
+        raise ConfigError("\n".join(out)) from None
 
 
 def code_version() -> str:

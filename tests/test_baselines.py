@@ -4,9 +4,10 @@ from pathlib import Path
 
 import pytest
 
-from pseudo.baselines import LengthPositionPrior, whole_video
-from pseudo.data import Query, load_dataset
+from pseudo.baselines.prior import LengthPositionPrior, whole_video
+from pseudo.data import load_dataset
 from pseudo.evaluate import score
+from pseudo.records import Query
 
 
 def test_whole_video_predicts_the_duration() -> None:

@@ -16,18 +16,19 @@ from videos import make_video
 import pseudo
 from proposals import ProposalConfig
 from pseudo.backbones import BackboneConfig
-from pseudo.caption_stage import CaptionsRunConfig, label_stats, run_captions, run_weak
-from pseudo.captions.external import ExternalCaptions
-from pseudo.captions.features import build_caption_features, caption_features_config
-from pseudo.captions.queries import QueryConfig, contrast_scores
+from pseudo.captions.queries import QueryConfig
 from pseudo.captions.sources import CaptionerConfig
 from pseudo.cli import app
 from pseudo.data import load_dataset
 from pseudo.data.benchmarks import load_qvh_jsonl
+from pseudo.data.captions import ExternalCaptions
+from pseudo.data.store import FeatureStore, VideoFeatures
 from pseudo.errors import DataFormatError
-from pseudo.features import FeaturesConfig, FeatureStore, VideoFeatures, build_features
 from pseudo.metrics.iou import iou_cross
-from pseudo.proposal_stage import read_proposals, run_proposals
+from pseudo.similarity import contrast_scores
+from pseudo.stages.features import FeaturesConfig, build_caption_features, build_features, caption_features_config
+from pseudo.stages.labels import LabelsConfig, label_stats, run_captions, run_weak
+from pseudo.stages.proposals import read_proposals, run_proposals
 from pseudo.video import SamplingConfig
 
 SLICE = Path(pseudo.__file__).parent / "assets" / "demo" / "qvhighlights_val_slice"
@@ -73,7 +74,7 @@ def test_caption_store_is_refused_when_captions_change(tmp_path: Path) -> None:
     (src / "a.jsonl").write_text('{"moment": 0, "description": "a dog runs"}\n{"moment": 1, "description": "a cat"}\n')
     build_caption_features(caption_features_config(src), tmp_path / "s")
     (src / "a.jsonl").write_text('{"moment": 0, "description": "a dog runs on the beach"}\n')
-    from pseudo.features import StaleStoreError
+    from pseudo.data.store import StaleStoreError
 
     with pytest.raises(StaleStoreError):
         build_caption_features(caption_features_config(src), tmp_path / "s")
@@ -82,7 +83,7 @@ def test_caption_store_is_refused_when_captions_change(tmp_path: Path) -> None:
 def test_real_captions_become_pseudo_annotations(tmp_path: Path, slice_store: tuple[Path, Path]) -> None:
     store_dir, props = slice_store
     out = tmp_path / "pseudo.jsonl"
-    cfg = CaptionsRunConfig(captioner=CaptionerConfig(name="external", captions=str(SLICE / "captions")))
+    cfg = LabelsConfig(captioner=CaptionerConfig(name="external", captions=str(SLICE / "captions")))
     summary, queries = run_captions(props, out, cfg, FeatureStore.load(store_dir))
     assert len(summary.done) == 8 and not summary.failed
     loaded = load_dataset("jsonl", "custom", files=[out])  # the same loader as real annotations
@@ -112,7 +113,7 @@ def test_real_captions_become_pseudo_annotations(tmp_path: Path, slice_store: tu
 
 def test_simple_queries_and_centre_selection(tmp_path: Path, slice_store: tuple[Path, Path]) -> None:
     _store_dir, props = slice_store
-    cfg = CaptionsRunConfig(
+    cfg = LabelsConfig(
         captioner=CaptionerConfig(name="external", captions=str(SLICE / "captions")),
         queries=QueryConfig(selection="centre", query_type="simple", frames="centre"),
     )
@@ -134,8 +135,8 @@ def test_contrastive_selection_downweights_global_captions() -> None:
     local = 0.9 * a + 0.1 * b
     local = local / np.linalg.norm(local)
     texts = np.stack([glob, local]).astype(np.float32)
-    with_contrast = contrast_scores(texts, feats, 0.0, 10.0, outside_weight=1.0)
-    without = contrast_scores(texts, feats, 0.0, 10.0, outside_weight=0.0)
+    with_contrast = contrast_scores(texts, feats, [(0.0, 10.0)], outside_weight=1.0)[:, 0]
+    without = contrast_scores(texts, feats, [(0.0, 10.0)], outside_weight=0.0)[:, 0]
     assert int(np.argmax(with_contrast)) == 1  # the local caption wins once the outside counts
     assert with_contrast[0] == pytest.approx(0.0)  # the global caption fits in and out alike
     assert without[1] > without[0]
@@ -154,7 +155,7 @@ def test_weak_labels_beat_random_assignment(tmp_path: Path, slice_store: tuple[P
     for q in weak:
         gt_windows = np.array(gt_by_qid[q.qid].windows)
         weak_iou.append(iou_cross(np.array(q.windows), gt_windows).max())
-        cands = np.array([[p["start"], p["end"]] for p in by_video[q.vid]])
+        cands = np.array([[p.start, p.end] for p in by_video[q.vid]])
         random_iou.append(iou_cross(cands, gt_windows).max(axis=1).mean())
     print(f"weak mean IoU {np.mean(weak_iou):.3f} vs random proposal {np.mean(random_iou):.3f}")
     assert np.mean(weak_iou) > np.mean(random_iou)
@@ -182,7 +183,7 @@ def test_blip_path_from_frames_to_jsonl(tmp_path: Path, monkeypatch: pytest.Monk
         sampling=SamplingConfig(fps=1.0, max_side=64),
         blip={"model": str(blip), "max_new_tokens": 6, "num_beams": 1},
     )
-    cfg = CaptionsRunConfig(captioner=cap_cfg)
+    cfg = LabelsConfig(captioner=cap_cfg)
     _, first = run_captions(tmp_path / "p.jsonl", tmp_path / "out.jsonl", cfg, store)
     assert {q.vid for q in first} == {"a", "b"} and all(q.query for q in first)
     assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["a.json", "b.json"]

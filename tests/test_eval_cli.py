@@ -7,8 +7,8 @@ import pytest
 from typer.testing import CliRunner
 
 from pseudo.cli import app
+from pseudo.data.predictions import PredictionError
 from pseudo.evaluate import evaluate
-from pseudo.predictions import PredictionError
 
 runner = CliRunner()
 
@@ -40,12 +40,14 @@ def test_demo_runs_and_prints_json(tmp_path: Path) -> None:
     assert 0 < official["metrics"]["R1@0.5"] < 100
     rows = out["caption_pipeline"]
     assert set(rows) == {
-        "prior fitted on the pseudo-labels",
-        "zero-shot proposal scoring",
+        "length/position prior fitted on the pseudo-labels",
+        "zero-shot proposal ranking (no training)",
         "CoOp localizer trained on pseudo-labels",
     }
     assert all(0 <= r["R1@0.5"] <= 100 for r in rows.values())
-    assert (tmp_path / "demo/run/checkpoints/last.pt").is_file()
+    assert out["verdict"].startswith("On 209 real queries of 200 videos, the localizer trained on pseudo-labels")
+    assert len(list((tmp_path / "demo/runs").glob("*/checkpoints/last.pt"))) == 1
+    assert "Loading weights" not in res.stderr
 
 
 def test_eval_json_and_table(tmp_path: Path) -> None:

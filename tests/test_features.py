@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from pseudo.backbones import BackboneConfig, build_backbone
+from pseudo.data.store import ArrayDirectory, FeatureStore, StaleStoreError, VideoFeatures, open_features
 from pseudo.errors import PseudoError
-from pseudo.features import ArrayDirectory, FeaturesConfig, FeatureStore, StaleStoreError, VideoFeatures, open_features
+from pseudo.stages.features import FeaturesConfig
 from pseudo.video import SamplingConfig
 
 

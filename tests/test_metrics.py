@@ -7,14 +7,15 @@ from typing import Any
 import numpy as np
 import pytest
 
-from pseudo.data import Prediction, Query, load_dataset
+from pseudo.data import load_dataset
+from pseudo.data.predictions import load_predictions
 from pseudo.evaluate import evaluate
 from pseudo.metrics.iou import iou_cross, iou_paired
 from pseudo.metrics.qvhighlights import MAP_IOUS, average_precision, qvhighlights_metrics
 from pseudo.metrics.recall import recall_at_k
 from pseudo.metrics.reference import ap_one_query, iou, recall_one_query
 from pseudo.metrics.windows import pad_windows
-from pseudo.predictions import load_predictions
+from pseudo.records import Prediction, Query
 
 REFERENCES = [
     ("momentdetr_sample_val_preds.jsonl", "momentdetr_sample_val_preds_metrics_raw.json"),

@@ -14,8 +14,9 @@ from videos import make_corrupt, make_video
 from proposals import ProposalConfig
 from pseudo.backbones import BackboneConfig
 from pseudo.cli import app
-from pseudo.features import ArrayDirectory, FeaturesConfig, FeatureStore, build_features
-from pseudo.proposal_stage import read_proposals, run_proposals
+from pseudo.data.store import ArrayDirectory, FeatureStore
+from pseudo.stages.features import FeaturesConfig, build_features
+from pseudo.stages.proposals import read_proposals, run_proposals
 from pseudo.video import SamplingConfig
 
 runner = CliRunner()
@@ -90,7 +91,7 @@ def test_resume_skips_finished_work_and_rebuilds_stale(
     assert sorted(changed.done) == ["v1", "v2", "v3"]  # stale settings are recomputed, not reused
     after = read_proposals(out)
     assert all(len(recs) <= 3 for recs in after.values())
-    assert len({r["settings_hash"] for recs in after.values() for r in recs}) == 3  # one per video's features
+    assert len({r.settings_hash for recs in after.values() for r in recs}) == 3  # one per video's features
     meta = (tmp_path / "props.jsonl.config.yaml").read_text()
     assert "num_proposals: 3" in meta and "code_version" in meta
 

@@ -20,8 +20,8 @@ from proposals import (
 from proposals.clustering import cluster_steps
 from proposals.composite import RunTable, compactness_scores
 from proposals.events import atomic_events, label_runs, merge_short_runs
-from proposals.resample import resample_linear
 from proposals.similarity import self_similarity
+from pseudo.timeline import resample_linear
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -133,7 +133,7 @@ def test_composers_return_distinct_runs_of_consecutive_atoms(composer: str, ten_
     scores = [p.score for p in props]
     assert scores == sorted(scores, reverse=True) and len(set(scores)) > 1
     again = generate_proposals(ten_segments, 50.0, cfg)
-    assert again.to_records("v", 50.0) == result.to_records("v", 50.0)
+    assert again.proposals == result.proposals
 
 
 def test_random_composer_depends_on_the_seed(ten_segments: FloatArray) -> None:
@@ -327,16 +327,32 @@ def test_bad_inputs_raise_clear_errors() -> None:
         generate_proposals(np.ones((0, 4)), 10.0)
 
 
-def test_to_records_are_json_ready() -> None:
+def test_proposal_records_round_trip_as_json() -> None:
+    from pseudo.data.store import VideoFeatures
+    from pseudo.records import Proposal
+    from pseudo.stages.proposals import proposals_for
+
     x, _ = planted(np.random.default_rng(0), [10, 10])
     cfg = ProposalConfig(resample_steps=None, num_proposals=3)
-    result = generate_proposals(x, 8.0, cfg)
-    records = result.to_records("vid1", 8.0)
+    times = np.arange(20, dtype=np.float64) * 0.4 + 0.2
+    feats = VideoFeatures("vid1", x.astype(np.float32), times, 8.0, content_hash="f1")
+    _, records = proposals_for(feats, cfg)
     assert len(records) == 3
-    assert set(records[0]) == {"video", "duration", "start", "end", "score", "method", "atoms", "settings_hash"}
-    assert records[0]["video"] == "vid1" and records[0]["settings_hash"] == cfg.settings_hash()
-    assert json.loads(json.dumps(records)) == records
-    assert sorted((r["start"], r["end"]) for r in records) == [(0.0, 4.0), (0.0, 8.0), (4.0, 8.0)]
+    rows = [r.to_json() for r in records]
+    assert set(rows[0]) == {
+        "video",
+        "duration",
+        "start",
+        "end",
+        "score",
+        "method",
+        "atoms",
+        "settings_hash",
+        "features_hash",
+    }
+    assert rows[0]["video"] == "vid1" and rows[0]["features_hash"] == "f1" and rows[0]["settings_hash"]
+    assert [Proposal.from_json(json.loads(json.dumps(r))) for r in rows] == records
+    assert sorted((r["start"], r["end"]) for r in rows) == [(0.0, 4.0), (0.0, 8.0), (4.0, 8.0)]
 
 
 # ---- config ---------------------------------------------------------------------------------

@@ -5,20 +5,22 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
 
 import pseudo
 from pseudo.backbones import BackboneConfig, build_backbone
-from pseudo.caption_baselines import score_proposals, tfidf_caption_windows, windows_from_curve
-from pseudo.captions.external import ExternalCaptions
+from pseudo.baselines.tfidf import tfidf_caption_windows, windows_from_curve
+from pseudo.baselines.zero_shot import rank_proposals
 from pseudo.cli import app
 from pseudo.data.benchmarks import load_qvh_jsonl
+from pseudo.data.captions import ExternalCaptions
+from pseudo.data.predictions import load_predictions
+from pseudo.data.store import FeatureStore
 from pseudo.evaluate import evaluate, score
-from pseudo.features import FeatureStore
-from pseudo.predictions import load_predictions
-from pseudo.proposal_stage import read_proposals
+from pseudo.stages.proposals import read_proposals
 
 SLICE = Path(pseudo.__file__).parent / "assets" / "demo" / "qvhighlights_val_slice"
 runner = CliRunner()
@@ -68,42 +70,93 @@ def test_baselines_and_zero_shot_on_real_captions(pipeline: Path) -> None:
     assert len(tfidf) == len(gts) and all(p.windows for p in tfidf)
     enc = build_backbone(BackboneConfig(name="sentence", model="minilm"))
     store = FeatureStore.load(pipeline / "store")
-    zs = score_proposals(gts, read_proposals(pipeline / "props.jsonl"), store, enc, outside_weight=0.0)
+    zs = rank_proposals(gts, read_proposals(pipeline / "props.jsonl"), store, enc, outside_weight=0.0)
     rep, _ = score(gts, zs, "qvhighlights")
     assert 0 <= rep.headline["R1@0.5"] <= 100 and rep.headline["mIoU"] > 10
 
 
-def test_localizer_trains_on_pseudo_labels_and_scores_on_real_queries(pipeline: Path, tmp_path: Path) -> None:
-    recipe = tmp_path / "r.yaml"
-    recipe.write_text(
-        f"name: qvh_slice\ndevice: cpu\n"
-        f"data: {{train: [{pipeline / 'pseudo.jsonl'}], features: {pipeline / 'store'}, max_len: 80,"
-        f" eval_dataset: jsonl, eval_split: custom, eval_gt: [{SLICE / 'gt.jsonl'}],"
-        f" eval_proposals: {pipeline / 'props.jsonl'}}}\n"
-        "text: {name: sentence, model: minilm}\n"
-        "model: {d_model: 32, n_heads: 2, n_layers: 1, levels: 3, max_query_tokens: 24}\n"
-        "optim: {epochs: 2, batch_size: 32, warmup_steps: 2, log_every: 1}\n"
-        "decode: {snap_to_steps: true, event_snap_seconds: 6}\n"
+#: the localizer and decoding of both paths below (small, so the test is quick)
+LOCALIZER = """
+proposals: {resample_steps: null}
+text: {name: sentence, model: minilm}
+model: {d_model: 32, n_heads: 2, n_layers: 1, levels: 3, max_query_tokens: 24}
+data: {max_len: 80}
+optim: {epochs: 2, batch_size: 32, warmup_steps: 2, log_every: 1}
+decode: {snap_to_steps: true, event_snap_seconds: 6}
+"""
+
+
+def _recipe(path: Path, videos: str, labels: str) -> Path:
+    gt = SLICE / "gt.jsonl"
+    path.write_text(
+        f"name: qvh_slice\ndevice: cpu\nvideos: {{train: {videos}}}\nlabels: {labels}\n{LOCALIZER}"
+        f"eval: [{{dataset: jsonl, split: custom, gt: [{gt}], protocol: qvhighlights}}]\n"
     )
-    res = runner.invoke(app, ["train", str(recipe), "--run-dir", str(tmp_path / "run"), "--json"])
+    return path
+
+
+def _train(recipe: Path, work: Path, *extra: str) -> dict[str, Any]:
+    res = runner.invoke(app, ["train", str(recipe), "--work-dir", str(work), "--json", *extra])
     assert res.exit_code == 0, res.output
-    out = json.loads(res.stdout)
-    assert out["steps"] > 0 and out["metrics"] is not None
+    out: dict[str, Any] = json.loads(res.stdout)
+    return out
+
+
+def test_one_recipe_equals_the_stage_by_stage_path(pipeline: Path, tmp_path: Path) -> None:
+    """The stages run by hand (features, proposals, captions, then training on those files) and the
+    whole method from one recipe give the same numbers; a rerun skips every step, and a changed
+    proposal setting rebuilds proposals and everything after them, but not the features."""
+    by_hand = _recipe(
+        tmp_path / "files.yaml",
+        f"{{features: {pipeline / 'store'}}}",
+        f"{{kind: files, files: [{pipeline / 'pseudo.jsonl'}]}}",
+    )
+    gt = SLICE / "gt.jsonl"
+    whole = _recipe(
+        tmp_path / "whole.yaml",
+        f"{{captions: {SLICE / 'captions'}, durations: {{dataset: jsonl, split: custom, files: [{gt}]}}}}",
+        "{kind: pseudo}",
+    )
+    a = _train(by_hand, tmp_path / "a")
+    b = _train(whole, tmp_path / "b")
+    assert a["metrics"]["jsonl_custom"] == b["metrics"]["jsonl_custom"]
+    assert [s["status"] for s in b["steps"]] == ["built"] * 6
+    args = ["eval", "-d", "jsonl", "-s", "custom", "--gt", str(gt), "--protocol", "qvhighlights", "--json"]
+    res = runner.invoke(app, [*args, "--work", str(tmp_path / "b")])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["metrics"] == b["metrics"]["jsonl_custom"]
+    again = _train(whole, tmp_path / "b")
+    assert {s["status"] for s in again["steps"]} == {"current"} and again["metrics"] == b["metrics"]
+    changed = _train(whole, tmp_path / "b", "--set", "proposals.num_proposals=30")
+    status = {s["key"]: s["status"] for s in changed["steps"]}
+    assert status == {"features:train": "current", "proposals:train": "built", "labels": "built", "train": "built",
+                      "predict:jsonl_custom": "built", "eval:jsonl_custom": "built"}  # fmt: skip
+    why = {s["key"]: s["why"] for s in changed["steps"]}
+    assert "proposals.num_proposals: 50 -> 30" in why["proposals:train"]
+    assert why["labels"] == "build (its inputs changed)"
     # the pseudo-labels hold no GT window: training never saw a human timestamp
-    gt_windows = {tuple(w) for q in load_qvh_jsonl([SLICE / "gt.jsonl"]) for w in q.windows}
+    gt_windows = {tuple(w) for q in load_qvh_jsonl([gt]) for w in q.windows}
     labels = load_qvh_jsonl([pipeline / "pseudo.jsonl"])
     assert all(q.source == "pseudo" for q in labels)
     assert sum(tuple(w) in gt_windows for q in labels for w in q.windows) < len(labels) // 4
+
+
+def test_predict_snaps_to_the_clip_grid_and_events(pipeline: Path, tmp_path: Path) -> None:
+    recipe = _recipe(
+        tmp_path / "files.yaml",
+        f"{{features: {pipeline / 'store'}}}",
+        f"{{kind: files, files: [{pipeline / 'pseudo.jsonl'}]}}",
+    )
+    _train(recipe, tmp_path / "w", "--until", "train")
     preds = tmp_path / "preds.jsonl"
-    args = ["predict", "--run", str(tmp_path / "run"), "-d", "jsonl", "-s", "custom", "--gt", str(SLICE / "gt.jsonl")]
+    args = ["predict", "--run", str(tmp_path / "w"), "-d", "jsonl", "-s", "custom", "--gt", str(SLICE / "gt.jsonl"),
+            "--features", str(pipeline / "store")]  # fmt: skip
     res = runner.invoke(app, [*args, "--out", str(preds)])
     assert res.exit_code != 0 and "--proposals" in res.output  # the recipe snaps to events: it needs them
     assert not preds.exists()
     res = runner.invoke(app, [*args, "--out", str(preds), "--proposals", str(pipeline / "props.jsonl")])
     assert res.exit_code == 0, res.output
-    events = {
-        t for recs in read_proposals(pipeline / "props.jsonl").values() for r in recs for t in (r["start"], r["end"])
-    }
+    events = {t for recs in read_proposals(pipeline / "props.jsonl").values() for r in recs for t in (r.start, r.end)}
     ends = [t for p in load_predictions(preds) for w in p.windows for t in w[:2]]
     assert all(abs(t / 2 - round(t / 2)) < 1e-9 for t in ends), "boundaries lie on the 2 s clip grid"
     assert sum(t in events for t in ends) > len(ends) // 2, "most boundaries are event boundaries"

@@ -25,23 +25,26 @@ from videos import make_corrupt, make_video
 import pseudo
 from proposals import ProposalConfig, generate_proposals
 from pseudo.backbones import BackboneConfig
-from pseudo.caption_stage import CaptionsRunConfig, run_captions, run_weak
-from pseudo.captions.features import build_caption_features, caption_features_config
-from pseudo.captions.queries import contrast_scores
 from pseudo.captions.sources import CaptionerConfig
 from pseudo.cli import app
 from pseudo.data.benchmarks import load_qvh_jsonl
-from pseudo.data.records import Prediction, Query
+from pseudo.data.store import ArrayDirectory, FeatureStore, VideoFeatures
+from pseudo.data.synthetic import make_synthetic_dataset
 from pseudo.errors import PseudoError
 from pseudo.evaluate import score
-from pseudo.features import FeaturesConfig, FeatureStore, VideoFeatures, build_features
 from pseudo.io import atomic_write_text, iter_jsonl
 from pseudo.metrics.iou import iou_cross
 from pseudo.progress import progress_bar
-from pseudo.proposal_stage import read_proposals, run_proposals
+from pseudo.recipe import Recipe, load_recipe
+from pseudo.records import Prediction, Query
 from pseudo.settings import ConfigError, validate
+from pseudo.similarity import contrast_scores
+from pseudo.stages.features import FeaturesConfig, build_caption_features, build_features, caption_features_config
+from pseudo.stages.labels import LabelsConfig, run_captions, run_weak
+from pseudo.stages.localize import train_localizer
+from pseudo.stages.proposals import read_proposals, run_proposals
 from pseudo.video import SamplingConfig
-from trainers.config import DataConfig, OptimConfig, RecipeConfig, load_recipe
+from trainers.config import DataConfig, OptimConfig, TrainConfig
 from trainers.loop import train
 from trainers.model import LocalizerConfig
 
@@ -144,10 +147,10 @@ def test_1_truncated_real_clip_is_flagged_and_proposals_stay_where_the_frames_ar
     feats = store.get("charades_half")
     assert feats.truncated and feats.decoded_end is not None
     assert 10.0 < feats.decoded_end < 20.0 and feats.duration > 30.0  # half of a 30.7 s clip
-    manifest = json.loads((tmp_path / "store" / "manifest.json").read_text())
-    assert manifest["truncated"]["charades_half"]["decoded_end"] == pytest.approx(feats.decoded_end)
+    index = json.loads((tmp_path / "store" / "index.json").read_text())
+    assert index["truncated"]["charades_half"]["decoded_end"] == pytest.approx(feats.decoded_end)
     run_proposals(store, ProposalConfig(resample_steps=32, num_clusters=3), tmp_path / "p.jsonl")
-    ends = [r["end"] for r in read_proposals(tmp_path / "p.jsonl")["charades_half"]]
+    ends = [r.end for r in read_proposals(tmp_path / "p.jsonl")["charades_half"]]
     assert max(ends) <= feats.decoded_end + 1.0, "proposals were stretched over the whole container duration"
 
 
@@ -172,7 +175,7 @@ def test_1_a_sampling_window_keeps_its_times(tiny_clip: Path, tmp_path: Path) ->
     store = FeatureStore.load(tmp_path / "s")
     run_proposals(store, ProposalConfig(resample_steps=None, num_clusters=2), tmp_path / "p.jsonl")
     recs = read_proposals(tmp_path / "p.jsonl")["w"]
-    assert min(r["start"] for r in recs) >= 5.0 - 1e-6 and max(r["end"] for r in recs) <= 15.0 + 1e-6
+    assert min(r.start for r in recs) >= 5.0 - 1e-6 and max(r.end for r in recs) <= 15.0 + 1e-6
 
 
 # --- 2. the whole video does not win inside-minus-outside ranking -------------------------------------------
@@ -182,10 +185,11 @@ def test_2_whole_video_window_is_on_the_same_scale() -> None:
     rng = np.random.default_rng(0)
     feats = VideoFeatures("v", rng.normal(size=(10, 8)).astype(np.float32), np.arange(10) + 0.5, 10.0)  # type: ignore[arg-type]
     text = rng.normal(size=(1, 8)).astype(np.float32)
-    assert contrast_scores(text, feats, 0.0, 10.0, 1.0)[0] == pytest.approx(0.0)
-    inside_only = contrast_scores(text, feats, 0.0, 10.0, 0.0)[0]
+    assert contrast_scores(text, feats, [(0.0, 10.0)], 1.0)[0, 0] == pytest.approx(0.0)
+    inside_only = contrast_scores(text, feats, [(0.0, 10.0)], 0.0)[0, 0]
     f = feats.features / np.linalg.norm(feats.features, axis=1, keepdims=True)
-    assert inside_only == pytest.approx(float((text @ f.T).mean()))
+    t = text / np.linalg.norm(text)
+    assert inside_only == pytest.approx(float((t @ f.T).mean()))
 
 
 def test_2_real_sentences_land_on_their_own_moments(slice_stores: dict[str, Path], tmp_path: Path) -> None:
@@ -202,7 +206,7 @@ def test_2_real_sentences_land_on_their_own_moments(slice_stores: dict[str, Path
 
 
 def test_3_captions_refuse_another_feature_store(slice_stores: dict[str, Path], tmp_path: Path) -> None:
-    cfg = CaptionsRunConfig(captioner=CaptionerConfig(name="external", captions=str(SLICE / "captions")))
+    cfg = LabelsConfig(captioner=CaptionerConfig(name="external", captions=str(SLICE / "captions")))
     with pytest.raises(PseudoError, match="made from other features") as err:
         run_captions(slice_stores["props"], tmp_path / "q.jsonl", cfg, FeatureStore.load(slice_stores["b"]))
     assert str(slice_stores["props"]) in str(err.value) and str(slice_stores["b"]) in str(err.value)
@@ -216,17 +220,16 @@ def test_3_captions_refuse_another_feature_store(slice_stores: dict[str, Path], 
 
 
 def test_3_train_refuses_labels_of_another_store(slice_stores: dict[str, Path], tmp_path: Path) -> None:
-    cfg = CaptionsRunConfig(captioner=CaptionerConfig(name="external", captions=str(SLICE / "captions")))
+    cfg = LabelsConfig(captioner=CaptionerConfig(name="external", captions=str(SLICE / "captions")))
     run_captions(slice_stores["props"], tmp_path / "labels.jsonl", cfg, FeatureStore.load(slice_stores["a"]))
-    recipe = RecipeConfig(
-        name="mismatch",
+    train_cfg = TrainConfig(
         device="cpu",
-        data=DataConfig(train=[str(tmp_path / "labels.jsonl")], features=str(slice_stores["b"]), max_len=80),
+        data=DataConfig(max_len=80),
         model=LocalizerConfig(d_model=32, n_heads=2, n_layers=0, levels=2),
         optim=OptimConfig(epochs=1, batch_size=8),
     )
     with pytest.raises(PseudoError, match="made from other features") as err:
-        train(recipe, tmp_path / "run")
+        train_localizer(train_cfg, [tmp_path / "labels.jsonl"], slice_stores["b"], tmp_path / "run")
     assert "labels.jsonl" in str(err.value) and str(slice_stores["b"]) in str(err.value)
 
 
@@ -285,10 +288,14 @@ def test_4_missing_proposals_and_bad_k(slice_stores: dict[str, Path], tmp_path: 
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    run = tmp_path_factory.mktemp("run") / "tiny"
-    recipe = load_recipe(ROOT / "recipes" / "tiny_cpu.yaml", {"optim.epochs": 1})
-    train(recipe, run)
-    return run
+    """The work directory of the tiny recipe (1 epoch), trained through the CLI."""
+    work = tmp_path_factory.mktemp("run") / "tiny"
+    res = runner.invoke(
+        app, ["train", str(ROOT / "recipes" / "tiny_cpu.yaml"), "--work-dir", str(work), "--epochs", "1"]
+    )
+    assert res.exit_code == 0, res.output
+    assert "None" not in res.stderr and "tiny_cpu: jsonl custom" in res.stderr  # the table's title
+    return work
 
 
 def test_4_feature_size_mismatch_in_predict(tiny_run: Path, tmp_path: Path) -> None:
@@ -319,7 +326,7 @@ def test_5_validation_errors_are_plain_sentences(slice_stores: dict[str, Path], 
     assert "proposals.num_clusters: must be at least 1 or 'auto' (got 0)" in res.stderr
     assert "constrained-int" not in res.stderr and "literal[" not in res.stderr
     with pytest.raises(ConfigError, match=r"recipe\.yaml: optim\.epochs: must be at least 1 \(got 0\)"):
-        validate(RecipeConfig, {"name": "x", "data": {"synthetic": {}}, "optim": {"epochs": 0}}, "recipe.yaml")
+        validate(Recipe, {"name": "x", "synthetic": {}, "optim": {"epochs": 0}}, "recipe.yaml")
 
 
 # --- 6. user text is printed as it is -----------------------------------------------------------------------
@@ -404,14 +411,13 @@ def test_9_localize_uses_the_backbone_the_run_was_trained_with(tiny_clip: Path, 
         json.dumps({"qid": f"v{i}", "vid": f"v{i}", "query": "a red wall", "duration": 12.0,
                     "relevant_windows": [[4.0, 8.0]], "source": "pseudo"}) + "\n" for i in range(3)
     ))  # fmt: skip
-    recipe = RecipeConfig(
-        name="video_run",
+    train_cfg = TrainConfig(
         device="cpu",
-        data=DataConfig(train=[str(labels)], features=str(tmp_path / "store"), max_len=32),
+        data=DataConfig(max_len=32),
         model=LocalizerConfig(d_model=32, n_heads=2, n_layers=0, levels=2, max_query_tokens=8),
         optim=OptimConfig(epochs=1, batch_size=4, warmup_steps=1),
     )
-    train(recipe, tmp_path / "run")
+    train_localizer(train_cfg, [labels], tmp_path / "store", tmp_path / "run")
     res = runner.invoke(
         app, ["localize", str(videos / "v0.mp4"), "a red wall", "--run", str(tmp_path / "run"),
               "--model", str(tmp_path / "not_a_model"), "--json"],
@@ -497,9 +503,6 @@ def test_14_version_predict_json_and_title(tiny_run: Path, tmp_path: Path) -> No
     )  # fmt: skip
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)["predictions"] == len((syn / "eval.jsonl").read_text().splitlines())
-    from pseudo.cli.train import eval_title
-
-    assert eval_title(load_recipe(ROOT / "recipes" / "tiny_cpu.yaml")) == "synthetic task, eval videos"
 
 
 def test_14_show_does_not_overwrite_silently(
@@ -514,12 +517,16 @@ def test_14_show_does_not_overwrite_silently(
 
 
 def test_14_resume_does_not_duplicate_log_rows(tmp_path: Path) -> None:
-    recipe = load_recipe(ROOT / "recipes" / "tiny_cpu.yaml", {"optim.log_every": 1, "optim.checkpoint_every": 4})
+    cfg = load_recipe(
+        ROOT / "recipes" / "tiny_cpu.yaml", {"optim.log_every": 1, "optim.checkpoint_every": 4, "optim.epochs": 2}
+    ).train_config()
+    paths = make_synthetic_dataset(tmp_path / "syn", n_train=48, n_eval=4, dim=32)
+    labels, feats = load_qvh_jsonl([paths.train]), ArrayDirectory(paths.features)
     run = tmp_path / "run"
-    train(recipe, run, stop_after_steps=6)
+    train(cfg, labels, feats, run, stop_after_steps=6)
     # as if killed at step 6 before last.pt was written: the newest checkpoint is step 4
     (run / "checkpoints" / "step_4.pt").replace(run / "checkpoints" / "last.pt")
-    train(recipe, run, resume=True)
+    train(cfg, labels, feats, run, resume=True)
     steps = [r["step"] for _, r in iter_jsonl(run / "log.jsonl")]
     assert steps == sorted(set(steps)) and steps == list(range(1, steps[-1] + 1))
 
@@ -527,7 +534,7 @@ def test_14_resume_does_not_duplicate_log_rows(tmp_path: Path) -> None:
 def test_14_ctrl_c_writes_a_checkpoint_and_says_how_to_resume(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     cmd = [sys.executable, "-m", "pseudo", "train", str(ROOT / "recipes" / "tiny_cpu.yaml"),
-           "--run-dir", str(tmp_path / "run"), "--epochs", "400"]  # fmt: skip
+           "--work-dir", str(tmp_path / "work"), "--epochs", "400"]  # fmt: skip
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env=env)
     assert proc.stderr is not None
     seen = []
@@ -538,10 +545,11 @@ def test_14_ctrl_c_writes_a_checkpoint_and_says_how_to_resume(tmp_path: Path) ->
     proc.send_signal(signal.SIGINT)
     rest = proc.communicate(timeout=60)[1]
     assert proc.returncode == 130, "".join(seen) + rest
-    assert "checkpoint saved to" in rest and "--resume" in rest and "Traceback" not in rest
+    assert "checkpoint saved to" in rest and "run the same command again" in rest and "Traceback" not in rest
     import torch
 
-    state = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=False)
+    (run,) = (tmp_path / "work" / "runs").iterdir()
+    state = torch.load(run / "checkpoints" / "last.pt", weights_only=False)
     assert f"interrupted at step {state['step']} " in rest
 
 

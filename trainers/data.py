@@ -15,9 +15,10 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from pseudo.data.records import Query
+from pseudo.data.store import FeatureSource
 from pseudo.errors import PseudoError
-from pseudo.features import FeatureSource
+from pseudo.records import Query
+from pseudo.timeline import resample_linear
 
 
 @dataclass
@@ -47,19 +48,6 @@ class Batch:
             [w.to(device) for w in self.windows],
             self.samples,
         )
-
-
-def resample(features: NDArray[np.float32], steps: int) -> NDArray[np.float32]:
-    """Linear interpolation along time to ``steps`` rows (step centres kept aligned)."""
-    t = len(features)
-    if t == steps:
-        return features
-    src = (np.arange(steps) + 0.5) * t / steps - 0.5
-    lo = np.clip(np.floor(src).astype(int), 0, t - 1)
-    hi = np.clip(lo + 1, 0, t - 1)
-    w = np.clip(src - lo, 0, 1)[:, None]
-    out: NDArray[np.float32] = ((1 - w) * features[lo] + w * features[hi]).astype(np.float32)
-    return out
 
 
 @dataclass(frozen=True)
@@ -109,7 +97,7 @@ def make_sample(q: Query, cache: FeatureCache, max_len: int, rng: np.random.Gene
             feats = feats[offset : offset + max_len]
             windows = np.clip(windows - offset, 0, max_len)
         else:
-            feats = resample(feats, max_len)
+            feats = resample_linear(feats, max_len).astype(np.float32)
             windows = windows * max_len / t
             sps = sps * t / max_len
     return Sample(str(q.qid), q.vid, q.query, feats, windows, sps, grid.start + offset * sps)
@@ -166,7 +154,7 @@ def check_label_features(queries: Sequence[Query], cache: FeatureCache, labels: 
         if not recorded or q.vid in seen:
             continue
         seen.add(q.vid)
-        actual = cache.source.get(q.vid).content_hash
+        actual = cache.source.content_hash(q.vid)
         if recorded != actual:
             raise PseudoError(
                 f"the labels in {labels} were made from other features than {features} (video {q.vid!r}: "

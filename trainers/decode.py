@@ -6,15 +6,8 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
+from pseudo.metrics.iou import iou_cross
 from trainers.model import LocalizerOutput
-
-
-def window_iou(window: NDArray[np.float64], others: NDArray[np.float64]) -> NDArray[np.float64]:
-    """1D IoU of one (start, end) window with each row of ``others`` (K, 2)."""
-    inter = np.clip(np.minimum(window[1], others[:, 1]) - np.maximum(window[0], others[:, 0]), 0, None)
-    union = (window[1] - window[0]) + (others[:, 1] - others[:, 0]) - inter
-    out: NDArray[np.float64] = np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
-    return out
 
 
 def soft_nms(
@@ -35,7 +28,7 @@ def soft_nms(
         rest = np.delete(rest, best, axis=0)
         if not len(rest):
             break
-        iou = window_iou(top[:2], rest[:, :2])
+        iou = iou_cross(rest[:, :2], top[None, :2])[:, 0]
         if iou_threshold_linear is None:
             decay = np.exp(-(iou**2) / sigma)
         else:

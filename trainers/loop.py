@@ -1,5 +1,5 @@
 """The training loop: AdamW, warm-up + cosine, AMP (bf16 on GPU), gradient clipping, seeded batch
-order, atomic checkpoints, exact resume, evaluation on the recipe's benchmark, DDP via torchrun.
+order, atomic checkpoints, exact resume, evaluation through a callback, DDP via torchrun.
 
 A run directory holds ``config.yaml`` (the resolved recipe and code version), ``log.jsonl`` (one
 line per logged step), ``checkpoints/last.pt`` (+ ``step_<N>.pt`` every ``checkpoint_every``)
@@ -10,8 +10,9 @@ uninterrupted one. Ctrl-C finishes the step under way, writes a checkpoint and s
 (a second Ctrl-C stops at once).
 
 The pieces: :func:`build_optimizer`, :func:`build_scheduler`, :class:`Checkpointer` (save, load,
-trim the logs to the checkpoint on resume), :func:`train_epoch` and :func:`evaluate_model`;
-:func:`train` wires them together.
+trim the logs to the checkpoint on resume) and :func:`train_epoch`; :func:`train` wires them
+together. Labels and features come in as objects and evaluation as a callback: the loop reads no
+stage's files.
 """
 
 from __future__ import annotations
@@ -32,17 +33,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from pseudo.data.benchmarks import load_qvh_jsonl
-from pseudo.data.records import Query
+from pseudo.backbones.base import resolve_device
+from pseudo.data.store import FeatureSource, FeatureStore
 from pseudo.errors import PseudoError
-from pseudo.features import open_features
 from pseudo.io import atomic_write_json, atomic_write_jsonl, atomic_write_text, check_writable, iter_jsonl
+from pseudo.records import Query
 from pseudo.settings import code_version, dump_yaml
-from trainers.config import OptimConfig, RecipeConfig
+from trainers.config import OptimConfig, TrainConfig
 from trainers.data import FeatureCache, check_label_features, collate, make_sample, select_labels, usable
+from trainers.localizer import Localizer, build_model
 from trainers.losses import localizer_loss
 from trainers.model import MomentLocalizer
-from trainers.text_towers import build_text_tower
 
 
 @dataclass
@@ -81,14 +82,6 @@ class Progress:
     losses: list[float] = field(default_factory=list)
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "cuda" and not torch.cuda.is_available():
-        raise PseudoError("the recipe asks for device: cuda but no CUDA GPU is available; set device: auto or cpu")
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 def _init_distributed(device: torch.device) -> _Dist:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
@@ -106,21 +99,9 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def build_model(recipe: RecipeConfig, video_dim: int) -> MomentLocalizer:
-    return MomentLocalizer(build_text_tower(recipe.text), video_dim, recipe.model)
-
-
 def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
     return {k: v.detach().clone() for k, v in model.state_dict().items() if k not in frozen}
-
-
-def load_trainable_state(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
-    bad = [k for k in missing if k not in frozen]
-    if bad or unexpected:
-        raise PseudoError(f"checkpoint does not match the model: missing {bad[:5]}, unexpected {unexpected[:5]}")
 
 
 def lr_lambda(warmup: int, total: int) -> Callable[[int], float]:
@@ -142,12 +123,10 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg: OptimConfig, total_st
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg.warmup_steps, total_steps))
 
 
-def features_record(source: Any) -> dict[str, Any]:
+def features_record(source: FeatureSource) -> dict[str, Any]:
     """What the training features are, so inference can make the same ones (``pseudo localize``)."""
-    from pseudo.features import FeatureStore
-
     if isinstance(source, FeatureStore):
-        return {"kind": source.cfg.kind, "settings": source.cfg.model_dump(mode="json"), "hash": source.hash}
+        return {"kind": source.kind, "settings": source.cfg.model_dump(mode="json"), "hash": source.hash}
     return {"kind": "arrays", "path": str(getattr(source, "root", ""))}
 
 
@@ -192,6 +171,8 @@ class Checkpointer:
             _save(self.last, state)
 
     def load(self, device: torch.device) -> Progress:
+        from trainers.localizer import load_trainable_state
+
         ck = torch.load(self.last, map_location=device, weights_only=False)
         load_trainable_state(self.model, ck["model"])
         self.optimizer.load_state_dict(ck["optimizer"])
@@ -233,13 +214,6 @@ def stop_on_sigint() -> Iterator[threading.Event]:
         signal.signal(signal.SIGINT, previous)
 
 
-def load_training_labels(recipe: RecipeConfig) -> list[Query]:
-    labels = load_qvh_jsonl([Path(p) for p in recipe.data.train])
-    return select_labels(
-        labels, recipe.data.max_label_seconds, recipe.data.labels_per_video, recipe.data.min_label_seconds
-    )
-
-
 @dataclass
 class EpochContext:
     """What one epoch of training needs."""
@@ -250,7 +224,7 @@ class EpochContext:
     scheduler: Any
     queries: list[Query]
     cache: FeatureCache
-    recipe: RecipeConfig
+    cfg: TrainConfig
     device: torch.device
     dist: _Dist
     steps_per_epoch: int
@@ -270,7 +244,7 @@ def train_epoch(
 ) -> bool:
     """Run the rest of epoch ``at.epoch`` from batch ``at.batch``; ``at`` advances with every step.
     Returns False when ``should_stop`` asked to stop after a step (a checkpoint is then written)."""
-    cfg = ctx.recipe.optim
+    cfg = ctx.cfg.optim
     amp = cfg.amp and ctx.device.type == "cuda"
     order = np.random.default_rng([cfg.seed, at.epoch]).permutation(len(ctx.queries))
     order = order[ctx.dist.rank :: ctx.dist.world]
@@ -279,7 +253,7 @@ def train_epoch(
         if len(idx) == 0:
             continue
         rng = np.random.default_rng([cfg.seed, at.epoch, b])
-        samples = [make_sample(ctx.queries[i], ctx.cache, ctx.recipe.data.max_len, rng) for i in idx]
+        samples = [make_sample(ctx.queries[i], ctx.cache, ctx.cfg.data.max_len, rng) for i in idx]
         batch = collate(samples).to(ctx.device)
         with torch.autocast(ctx.device.type, dtype=torch.bfloat16, enabled=amp):
             out = ctx.model(batch.video, batch.mask, batch.texts)
@@ -324,35 +298,39 @@ def _log_step(ctx: EpochContext, at: Progress, parts: dict[str, float]) -> None:
 
 
 def train(
-    recipe: RecipeConfig,
-    run_dir: str | Path | None = None,
+    cfg: TrainConfig,
+    labels: Sequence[Query],
+    features: FeatureSource,
+    run_dir: str | Path,
     resume: bool = False,
     stop_after_steps: int | None = None,
     on_log: Callable[[dict[str, Any]], None] | None = None,
-    labels: Sequence[Query] | None = None,
+    evaluate: Callable[[Localizer], dict[str, float]] | None = None,
+    labels_name: str = "the labels",
+    features_name: str = "the features",
 ) -> TrainResult:
-    """Train ``recipe``; ``stop_after_steps`` ends early (as a killed run would) after a checkpoint.
+    """Train a localizer on ``labels`` (selected here by ``cfg.data``) over ``features`` into ``run_dir``.
 
-    ``labels`` replaces the labels read from ``recipe.data.train`` (already selected)."""
-    device = resolve_device(recipe.device)
+    ``evaluate`` scores the model (after ``optim.eval_epochs`` and at the end); ``stop_after_steps``
+    ends early, after a checkpoint, as a killed run would. The names are for error messages."""
+    device = resolve_device(cfg.device)
     dist_info = _init_distributed(device)
-    run = Path(run_dir) if run_dir is not None else Path(recipe.out_dir) / recipe.name
+    run = Path(run_dir)
     last = run / "checkpoints" / "last.pt"
     if last.exists() and not resume:
-        raise PseudoError(f"{run} already has a checkpoint; pass --resume to continue it, or choose another run name")
+        raise PseudoError(f"{run} already has a checkpoint; resume it, or choose another run directory")
     if resume and not last.exists():
-        raise PseudoError(f"--resume: {last} does not exist")
+        raise PseudoError(f"cannot resume: {last} does not exist")
     check_writable(run, "dir", "--run-dir")
-    recipe = materialise_synthetic(recipe, run)
-    opt_cfg = recipe.optim
+    opt_cfg = cfg.optim
     seed_everything(opt_cfg.seed)
 
-    source = open_features(recipe.data.features, clip_seconds=recipe.data.clip_seconds)
-    queries, skipped = usable(list(labels) if labels is not None else load_training_labels(recipe), source)
-    cache = FeatureCache(source)
-    check_label_features(queries, cache, ", ".join(recipe.data.train), recipe.data.features)
+    selected = select_labels(labels, cfg.data.max_label_seconds, cfg.data.labels_per_video, cfg.data.min_label_seconds)
+    queries, skipped = usable(selected, features)
+    cache = FeatureCache(features)
+    check_label_features(queries, cache, labels_name, features_name)
     video_dim = cache.get(queries[0].vid).features.shape[1]
-    model = build_model(recipe, video_dim).to(device)
+    model = build_model(cfg, video_dim).to(device)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = build_optimizer(params, opt_cfg)
     steps_per_epoch = math.ceil(math.ceil(len(queries) / dist_info.world) / opt_cfg.batch_size)
@@ -363,17 +341,20 @@ def train(
         ddp_model = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device] if device.type == "cuda" else None
         )
-    extra = {"video_dim": video_dim, "features": features_record(source), "recipe": recipe.model_dump(mode="json")}
+    record = features_record(features)
+    extra = {"video_dim": video_dim, "features": record, "config": cfg.model_dump(mode="json")}
     checkpoints = Checkpointer(run, model, optimizer, scheduler, extra, enabled=dist_info.main)
     at = checkpoints.load(device) if resume else Progress()
     if dist_info.main:
-        meta = {"code_version": code_version(), "recipe": recipe.model_dump(mode="json")}
+        meta = {"code_version": code_version(), "config": cfg.model_dump(mode="json"), "labels": labels_name,
+                "features": record, "training_labels": len(queries)}  # fmt: skip
         atomic_write_text(run / "config.yaml", dump_yaml(meta))
 
     ctx = EpochContext(
-        ddp_model, params, optimizer, scheduler, queries, cache, recipe, device, dist_info,
+        ddp_model, params, optimizer, scheduler, queries, cache, cfg, device, dist_info,
         steps_per_epoch, total, run / "log.jsonl", on_log, first_step=at.step,
     )  # fmt: skip
+    localizer = Localizer(model, cfg, record, run)
     metrics: dict[str, float] | None = None
     ddp_model.train()
     with stop_on_sigint() as interrupted:
@@ -386,17 +367,17 @@ def train(
                 if interrupted.is_set():
                     raise TrainingInterrupted(
                         f"interrupted at step {at.step} (epoch {at.epoch + 1}); checkpoint saved to "
-                        f"{checkpoints.last}; continue with `pseudo train RECIPE --resume` "
-                        "(the same recipe and --run-dir)"
+                        f"{checkpoints.last}; run the same command again to continue from it"
                     )
                 return TrainResult(str(run), at.step, at.epoch, at.losses, None, skipped_queries=skipped)
-            if dist_info.main and at.epoch in opt_cfg.eval_epochs and recipe.data.eval_dataset:
-                metrics = evaluate_model(model, recipe, device)
+            if dist_info.main and at.epoch in opt_cfg.eval_epochs and evaluate is not None:
+                metrics = evaluate(localizer)
                 _append_eval(run, at.epoch, metrics)
+                ddp_model.train()
     elapsed = time.perf_counter() - ctx.clock
     checkpoints.save(at)
-    if dist_info.main and recipe.data.eval_dataset:
-        metrics = evaluate_model(model, recipe, device)
+    if dist_info.main and evaluate is not None:
+        metrics = evaluate(localizer)
         _append_eval(run, opt_cfg.epochs, metrics)
     new_steps = at.step - ctx.first_step
     result = TrainResult(
@@ -414,62 +395,6 @@ def train(
     return result
 
 
-def materialise_synthetic(recipe: RecipeConfig, run: Path) -> RecipeConfig:
-    """For ``data.synthetic``: write the synthetic task into the run and point the recipe at it."""
-    syn = recipe.data.synthetic
-    if syn is None:
-        return recipe
-    from pseudo.synthetic import make_synthetic_dataset
-
-    paths = make_synthetic_dataset(run / "synthetic", syn.n_train, syn.n_eval, syn.dim, syn.seed, syn.noise)
-    data = recipe.data.model_copy(
-        update={
-            "features": str(paths.features),
-            "train": [str(paths.train)],
-            "eval_dataset": "jsonl",
-            "eval_split": "custom",
-            "eval_gt": [str(paths.eval)],
-        }
-    )
-    return recipe.model_copy(update={"data": data})
-
-
 def _append_eval(run: Path, epoch: int, metrics: dict[str, float]) -> None:
     with (run / "eval.jsonl").open("a", encoding="utf-8") as fh:
         fh.write(json.dumps({"epoch": epoch, **metrics}) + "\n")
-
-
-def eval_queries(recipe: RecipeConfig) -> list[Any]:
-    from pseudo.data import load_dataset
-
-    assert recipe.data.eval_dataset is not None
-    gts = load_dataset(recipe.data.eval_dataset, recipe.data.eval_split, files=recipe.data.eval_gt)
-    return gts[: recipe.data.eval_limit] if recipe.data.eval_limit else gts
-
-
-def evaluate_model(model: MomentLocalizer, recipe: RecipeConfig, device: torch.device) -> dict[str, float]:
-    """Predict the recipe's eval split and score it with the dataset's own protocol."""
-    from pseudo.evaluate import DEFAULT_PROTOCOL, score
-    from trainers.infer import load_events, predict
-
-    gts = eval_queries(recipe)
-    source = open_features(recipe.data.eval_features or recipe.data.features, clip_seconds=recipe.data.clip_seconds)
-    have = set(source.vids())
-    gts = [q for q in gts if q.vid in have and q.windows]
-    if not gts:
-        raise PseudoError("no eval query has features; check data.eval_features")
-    events = load_events(recipe.decode, recipe.data.eval_proposals, "eval")
-    preds = predict(
-        model,
-        gts,
-        FeatureCache(source),
-        recipe.data.max_len,
-        recipe.optim.top_k,
-        device=device,
-        decoding=recipe.decode,
-        events=events,
-    )
-    assert recipe.data.eval_dataset is not None
-    protocol = DEFAULT_PROTOCOL.get(recipe.data.eval_dataset, "recall")
-    report, _ = score(gts, preds, protocol)
-    return report.headline

@@ -59,21 +59,27 @@ class SentenceBackbone:
 
     @torch.inference_mode()
     def encode_texts(self, texts: Sequence[str]) -> NDArray[np.float32]:
-        outs = []
-        for i in range(0, len(texts), self.cfg.batch_size):
-            tok = self.tokenizer(
-                list(texts[i : i + self.cfg.batch_size]),
-                padding=True,
-                truncation=True,
-                max_length=self.max_length,
-                return_tensors="pt",
-            ).to(self.device)
+        """L2-normalised embeddings of ``texts``, in their order.
+
+        Each distinct text is embedded once, and texts go through the model sorted by token count,
+        so a batch pads to similar lengths (captions of a video repeat a lot, and vary from 5 to 60
+        words); the result equals embedding them one by one up to float rounding."""
+        if not texts:
+            return np.zeros((0, self.dim), np.float32)
+        unique = list(dict.fromkeys(texts))
+        ids = self.tokenizer(unique, truncation=True, max_length=self.max_length)["input_ids"]
+        order = np.argsort([len(x) for x in ids], kind="stable")
+        emb = np.zeros((len(unique), self.dim), np.float32)
+        for lo in range(0, len(order), self.cfg.batch_size):
+            rows = order[lo : lo + self.cfg.batch_size]
+            tok = self.tokenizer.pad({"input_ids": [ids[i] for i in rows]}, return_tensors="pt").to(self.device)
             with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32):
                 hidden = self.model(**tok).last_hidden_state
             mask = tok["attention_mask"].unsqueeze(-1).to(hidden.dtype)
             pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-            outs.append(l2_normalise(pooled))
-        return np.concatenate(outs) if outs else np.zeros((0, self.dim), np.float32)
+            emb[rows] = l2_normalise(pooled)
+        index = {t: i for i, t in enumerate(unique)}
+        return emb[[index[t] for t in texts]]
 
     def encode_images(self, frames: NDArray[np.uint8]) -> NDArray[np.float32]:
         raise PseudoError(f"sentence encoder {self.cfg.model!r} embeds text only; use a CLIP backbone for frames")

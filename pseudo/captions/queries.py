@@ -19,8 +19,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from pseudo.backbones import Backbone
 from pseudo.captions.sources import CaptionSource
 from pseudo.captions.text import dedup, join_in_time, simplify_many
-from pseudo.data.records import Query
-from pseudo.features import VideoFeatures
+from pseudo.data.store import VideoFeatures
+from pseudo.records import Proposal, Query
+from pseudo.similarity import contrast_scores
 
 
 class QueryConfig(BaseModel):
@@ -50,32 +51,10 @@ def frame_times(start: float, end: float, cfg: QueryConfig) -> list[float]:
     return [start + (i + 0.5) * step for i in range(cfg.num_frames)]
 
 
-def contrast_scores(
-    text_emb: NDArray[np.float32], feats: VideoFeatures, start: float, end: float, outside_weight: float
-) -> NDArray[np.float64]:
-    """``mean cos(text, steps inside) - w * mean cos(text, steps outside)``, per text row.
-
-    Every window is scored on this one scale. A window with no step outside it (the whole video)
-    is compared with itself, so its contrast is ``(1 - w)`` times its mean: with ``w = 1`` it is 0,
-    which a window that really stands out beats (before, it kept its raw mean, about 0.2-0.4 for
-    MiniLM, against differences of about 0-0.2, and the whole video won the ranking).
-    """
-    ts = feats.timestamps
-    inside = (ts >= start) & (ts < end)
-    if not inside.any():  # a window shorter than a step: the nearest step stands for it
-        inside = np.zeros(len(ts), dtype=bool)
-        inside[int(np.argmin(np.abs(ts - (start + end) / 2)))] = True
-    f = feats.features / np.maximum(np.linalg.norm(feats.features, axis=1, keepdims=True), 1e-12)
-    sims = text_emb.astype(np.float64) @ f.T.astype(np.float64)  # (C, T)
-    score = sims[:, inside].mean(axis=1)
-    outside = sims[:, ~inside].mean(axis=1) if (~inside).any() else score
-    return np.asarray(score - outside_weight * outside, dtype=np.float64)
-
-
 def build_pseudo_queries(
     vid: str,
     duration: float,
-    proposals: Sequence[dict[str, Any]],
+    proposals: Sequence[Proposal],
     source: CaptionSource,
     cfg: QueryConfig,
     feats: VideoFeatures | None = None,
@@ -85,8 +64,8 @@ def build_pseudo_queries(
     """Pseudo-annotations for one video, in the benchmark record schema (``source="pseudo"``)."""
     if cfg.selection == "contrastive" and (feats is None or text_encoder is None):
         raise ValueError("contrastive caption selection needs the video's features and a text encoder in their space")
-    ranked = sorted(enumerate(proposals), key=lambda ip: -float(ip[1].get("score", 0.0)))
-    times = [frame_times(float(p["start"]), float(p["end"]), cfg) for _, p in ranked]
+    ranked = sorted(enumerate(proposals), key=lambda ip: -ip[1].score)
+    times = [frame_times(p.start, p.end, cfg) for _, p in ranked]
     flat = source.captions_at(vid, [t for ts in times for t in ts])
     per_prop: list[list[str]] = []
     k = 0
@@ -99,18 +78,18 @@ def build_pseudo_queries(
         assert text_encoder is not None
         uniq = sorted({c for caps in per_prop for c in caps})
         emb = dict(zip(uniq, text_encoder.encode_texts(uniq), strict=True)) if uniq else {}
-    chosen: list[tuple[int, dict[str, Any], str, float, list[float]]] = []
+    chosen: list[tuple[int, Proposal, str, float, list[float]]] = []
     for (pid, prop), caps, ts in zip(ranked, per_prop, times, strict=True):
         if not caps:
             continue
-        start, end = float(prop["start"]), float(prop["end"])
+        start, end = prop.start, prop.end
         if cfg.selection == "contrastive":
             assert feats is not None
-            scores = contrast_scores(np.stack([emb[c] for c in caps]), feats, start, end, cfg.outside_weight)
+            scores = contrast_scores(np.stack([emb[c] for c in caps]), feats, [(start, end)], cfg.outside_weight)[:, 0]
             best = int(np.argmax(scores))
             text, score = caps[best], float(scores[best])
         else:
-            text, score = caps[len(caps) // 2], float(prop.get("score", 0.0))
+            text, score = caps[len(caps) // 2], prop.score
         if cfg.join_long and end - start >= cfg.join_min_seconds and len(caps) > 1:
             text = join_in_time(caps[: cfg.join_max_captions])
         chosen.append((pid, prop, text, score, ts))
@@ -128,16 +107,16 @@ def build_pseudo_queries(
             "query_simple": simp.text,
             "provenance": {
                 "proposal": pid,
-                "atoms": list(prop.get("atoms", [])),
+                "atoms": list(prop.atoms),
                 "frames": [round(t, 3) for t in ts],
                 "captioner": source.name,
                 "selection_score": round(score, 6),
-                "proposal_score": float(prop.get("score", 0.0)),
-                "proposal_hash": prop.get("settings_hash", ""),
-                "features_hash": prop.get("features_hash", ""),
+                "proposal_score": prop.score,
+                "proposal_hash": prop.settings_hash,
+                "features_hash": prop.features_hash,
             },
         }
-        window = (float(prop["start"]), float(prop["end"]))
+        window = (prop.start, prop.end)
         out.append(Query(f"{vid}#{pid}", vid, duration, query, (window,), "pseudo", meta))
         if cfg.max_per_video and len(out) >= cfg.max_per_video:
             break
@@ -146,7 +125,7 @@ def build_pseudo_queries(
 
 def assign_weak(
     sentences: Sequence[Query],
-    proposals: Sequence[dict[str, Any]],
+    proposals: Sequence[Proposal],
     feats: VideoFeatures,
     text_encoder: Backbone,
     outside_weight: float = 1.0,
@@ -157,9 +136,7 @@ def assign_weak(
     if not proposals or not sentences:
         return []
     emb = text_encoder.encode_texts([s.query for s in sentences])
-    scores = np.stack(
-        [contrast_scores(emb, feats, float(p["start"]), float(p["end"]), outside_weight) for p in proposals], axis=1
-    )  # (S, P)
+    scores = contrast_scores(emb, feats, [(p.start, p.end) for p in proposals], outside_weight)  # (S, P)
     z = (scores - scores.max(axis=1, keepdims=True)) / temperature
     prob = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
     out = []
@@ -171,9 +148,9 @@ def assign_weak(
             "provenance": {
                 "proposal": j,
                 "selection_score": round(float(row[j]), 6),
-                "atoms": list(p.get("atoms", [])),
-                "features_hash": p.get("features_hash", ""),
+                "atoms": list(p.atoms),
+                "features_hash": p.features_hash,
             },
         }
-        out.append(Query(s.qid, s.vid, s.duration, s.query, ((float(p["start"]), float(p["end"])),), "weak", meta))
+        out.append(Query(s.qid, s.vid, s.duration, s.query, ((p.start, p.end),), "weak", meta))
     return out

@@ -13,7 +13,7 @@ from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
-from pseudo.captions.external import Caption, ExternalCaptions
+from pseudo.data.captions import Caption, ExternalCaptions
 from pseudo.errors import PseudoError
 from pseudo.io import atomic_write_json
 from pseudo.registry import Registry

@@ -1,6 +1,6 @@
 """The ``pseudo`` command: a thin layer over the library; data on stdout, logs on stderr."""
 
-from pseudo.cli import captions, evaluation, proposals, train  # noqa: F401  (register the commands)
+from pseudo.cli import evaluation, localizer, stages  # noqa: F401  (register the commands)
 from pseudo.cli.app import app
 
 

@@ -7,9 +7,10 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, ParamSpec
+from typing import Annotated, Any, ParamSpec, TypeVar
 
 import typer
+from pydantic import BaseModel
 
 from pseudo.console import print_error, print_warning, stderr_console
 from pseudo.errors import PseudoError
@@ -52,6 +53,7 @@ DataRoot = Annotated[
 
 
 P = ParamSpec("P")
+M = TypeVar("M", bound=BaseModel)
 
 
 def friendly(fn: Callable[P, None]) -> Callable[P, None]:
@@ -146,21 +148,25 @@ def features_section(
     return section
 
 
-def deep_update(base: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
-    for k, v in new.items():
-        if isinstance(v, dict) and isinstance(base.get(k), dict):
-            deep_update(base[k], v)
-        else:
-            base[k] = v
-    return base
+def section_config(model: type[M], section: str, data: dict[str, Any], config: Path | None) -> M:
+    """Validate one section of a stage's settings; an error names the file (or "options") and the
+    section's key (``c.yaml: proposals.temprature: unknown key``)."""
+    from pydantic import ConfigDict, create_model
+
+    from pseudo.settings import validate
+
+    fields: dict[str, Any] = {section: (model, ...)}
+    wrapper = create_model(f"{model.__name__}Section", __config__=ConfigDict(extra="forbid"), **fields)
+    validated = validate(wrapper, {section: data}, str(config or "options"))
+    out: M = getattr(validated, section)
+    return out
 
 
-def yaml_dict(path: Path | None) -> dict[str, Any]:
+def stage_sections(path: Path | None, *sections: str) -> dict[str, Any]:
+    """The named sections of a YAML file (a recipe, with its bases, or any file with those sections)."""
     if path is None:
         return {}
-    from pseudo.settings import ConfigError, load_yaml_dict
+    from pseudo.settings import load_layers
 
-    data = load_yaml_dict(path)
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping")
-    return data
+    data = load_layers(path).data
+    return {k: data[k] for k in sections if k in data}

@@ -19,10 +19,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from pseudo.data.records import Query
 from pseudo.data.registry import DatasetSpec, register_dataset
 from pseudo.errors import DataFormatError
 from pseudo.io import iter_jsonl, read_json
+from pseudo.records import Query
 
 
 def _num(value: Any, path: Path, what: str, line: int | None = None) -> float:

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pseudo.data.paths import find_data_root
-from pseudo.data.records import Query
 from pseudo.errors import DataNotFoundError, PseudoError
+from pseudo.records import Query
 from pseudo.registry import Registry
 
 Loader = Callable[[Sequence[Path]], list[Query]]

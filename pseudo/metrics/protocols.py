@@ -6,10 +6,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pseudo.data.records import Prediction, Query
 from pseudo.metrics.qvhighlights import qvhighlights_metrics
 from pseudo.metrics.recall import recall_at_k
 from pseudo.metrics.windows import pad_windows
+from pseudo.records import Prediction, Query
 from pseudo.registry import Registry
 
 

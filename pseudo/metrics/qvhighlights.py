@@ -21,9 +21,9 @@ from collections.abc import Sequence
 import numpy as np
 from numpy.typing import NDArray
 
-from pseudo.data.records import Prediction, Query
 from pseudo.metrics.iou import iou_paired
 from pseudo.metrics.windows import pad_windows
+from pseudo.records import Prediction, Query
 
 MAP_IOUS: tuple[float, ...] = tuple(round(float(x), 2) for x in np.linspace(0.5, 0.95, 10))
 R1_IOUS: tuple[float, ...] = tuple(round(float(x), 2) for x in np.linspace(0.3, 0.95, 14))

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import NDArray
 
-from pseudo.data.records import Prediction, Query
 from pseudo.metrics.iou import iou_cross
+from pseudo.records import Prediction, Query
 
 TARGET_IOUS: tuple[float, ...] = (0.3, 0.5, 0.7)
 

@@ -1,8 +1,16 @@
-"""``pseudo captions``: proposals + captions -> pseudo-annotations in the benchmarks' schema.
+"""The labels stage: proposals + captions -> pseudo-annotations in the benchmarks' schema.
 
-The output is QVHighlights-style JSON Lines (``qid, vid, duration, query, relevant_windows``)
-with ``source: pseudo`` (or ``weak``) and provenance, loadable by the same loader as real
-annotations; ``<out>.config.yaml`` records the settings and code version.
+Two kinds of label, by the recipe's ``labels.kind``:
+
+* ``pseudo`` (:func:`run_captions`): each proposal's frames are captioned (BLIP, or captions made
+  elsewhere) and turned into a pseudo-query; nothing human enters;
+* ``weak`` (:func:`run_weak`): real sentences without timestamps, each assigned to the proposal that
+  matches it best.
+
+The output is QVHighlights-style JSON Lines (``qid, vid, duration, query, relevant_windows``) with
+``source: pseudo`` (or ``weak``) and provenance, loadable by the same loader as real annotations;
+``<out>.config.yaml`` records the settings and code version. Pseudo-labels are made per video, in
+parts (resumable, shardable: :mod:`pseudo.stages.partfiles`).
 """
 
 from __future__ import annotations
@@ -18,21 +26,24 @@ from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict
 
 from pseudo.backbones import Backbone, build_backbone
-from pseudo.captions.external import ExternalCaptions
-from pseudo.captions.features import CaptionFeaturesConfig
 from pseudo.captions.queries import QueryConfig, assign_weak, build_pseudo_queries
-from pseudo.captions.sources import CaptionerConfig, build_caption_source
+from pseudo.captions.sources import CaptionerConfig, CaptionSource, build_caption_source
 from pseudo.captions.text import load_nlp
-from pseudo.data.records import Query
+from pseudo.data.benchmarks import load_qvh_jsonl
+from pseudo.data.captions import ExternalCaptions
+from pseudo.data.store import FeatureSource, FeatureStore, VideoFeatures
 from pseudo.errors import PseudoError
-from pseudo.features import FeatureSource, FeatureStore, RunSummary, VideoFeatures
 from pseudo.io import atomic_write_jsonl, atomic_write_text, check_writable
-from pseudo.proposal_stage import MismatchError, check_same_features, read_proposals
-from pseudo.settings import code_version, dump_yaml
+from pseudo.records import Proposal, Query
+from pseudo.settings import code_version, dump_yaml, settings_hash
+from pseudo.stages.features import CaptionFeaturesConfig, store_config, text_encoder_of
+from pseudo.stages.partfiles import PartFiles, PartsTask
+from pseudo.stages.per_video import Outcome, RunSummary, run_per_video
+from pseudo.stages.proposals import check_same_features, read_proposals
 
 
-class CaptionsRunConfig(BaseModel):
-    """The YAML for ``pseudo captions --config``."""
+class LabelsConfig(BaseModel):
+    """How pseudo-labels are made: where captions come from, and how queries are built from them."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -70,23 +81,10 @@ class TextMemo:
 
 def caption_track_of(features: FeatureSource | None) -> ExternalCaptions | None:
     """The captions a caption-track store was made from (its rows are their embeddings)."""
-    if isinstance(features, FeatureStore) and isinstance(features.cfg, CaptionFeaturesConfig):
-        return ExternalCaptions(features.cfg.captions, features.cfg.clip_seconds)
-    return None
-
-
-def seed_from_captions(memo: TextMemo, track: ExternalCaptions, feats: VideoFeatures) -> None:
-    """Reuse a caption-track store's rows as the embeddings of its captions (same encoder)."""
-    caps = track.captions(feats.vid)
-    if len(caps) == len(feats.features):
-        memo.seed([c.text for c in caps], feats.features)
-
-
-def text_encoder_for(features: FeatureSource | None) -> Backbone | None:
-    """The encoder whose text embeddings share the features' space (CLIP text tower, MiniLM)."""
     if isinstance(features, FeatureStore):
-        enc = features.cfg.text_encoder()
-        return build_backbone(enc) if enc is not None else None
+        cfg = store_config(features)
+        if isinstance(cfg, CaptionFeaturesConfig):
+            return ExternalCaptions(cfg.captions, cfg.clip_seconds)
     return None
 
 
@@ -97,58 +95,107 @@ def write_queries(out: str | Path, queries: Sequence[Query], meta: dict[str, Any
     return out
 
 
+class PseudoQueriesTask(PartsTask):
+    """Pseudo-queries of one video at a time, kept as parts keyed by settings and proposals."""
+
+    errors: tuple[type[BaseException], ...] = (PseudoError,)
+
+    def __init__(
+        self,
+        by_video: dict[str, list[Proposal]],
+        cfg: LabelsConfig,
+        source: CaptionSource,
+        features: FeatureSource | None,
+        encoder: TextMemo | None,
+        parts: PartFiles,
+        proposals_path: Path,
+    ) -> None:
+        super().__init__(parts)
+        self.by_video = by_video
+        self.cfg = cfg
+        self.source = source
+        self.features = features
+        self.encoder = encoder
+        self.proposals_path = proposals_path
+        self.track = caption_track_of(features) if encoder is not None else None
+        self.identity = settings_hash(cfg, source.identity())
+        self.nlp: Any = None
+
+    def key(self, vid: str) -> str:
+        return settings_hash(self.identity, sorted({p.settings_hash for p in self.by_video[vid]}))
+
+    def run(self, vids: Sequence[str]) -> dict[str, Outcome | BaseException]:
+        out: dict[str, Outcome | BaseException] = {}
+        self.nlp = self.nlp or load_nlp()
+        for vid in vids:
+            props = self.by_video[vid]
+            feats: VideoFeatures | None = None
+            if self.features is not None:
+                check_same_features(
+                    props[0].features_hash,
+                    self.features.content_hash(vid),
+                    vid,
+                    self.proposals_path,
+                    getattr(self.features, "root", None),
+                    "proposals",
+                )
+                feats = self.features.get(vid)
+            if self.encoder is not None and feats is not None:
+                self.encoder.clear()  # memory stays bounded: one video's texts at a time
+                if self.track is not None:
+                    caps = self.track.captions(vid)
+                    if len(caps) == len(feats.features):  # the store's rows are these captions' embeddings
+                        self.encoder.seed([c.text for c in caps], feats.features)
+            try:
+                qs = build_pseudo_queries(
+                    vid, props[0].duration, props, self.source, self.cfg.queries, feats, self.encoder, self.nlp
+                )
+            except PseudoError as exc:
+                out[vid] = exc
+                continue
+            self.parts.write(vid, self.key(vid), [q.to_json() for q in qs])
+            out[vid] = None
+        return out
+
+
 def run_captions(
     proposals: str | Path,
     out: str | Path,
-    cfg: CaptionsRunConfig,
+    cfg: LabelsConfig,
     features: FeatureSource | None = None,
     vids: Sequence[str] | None = None,
+    shard: tuple[int, int] | None = None,
     on_start: Callable[[int], None] | None = None,
     on_video: Callable[[str], None] | None = None,
 ) -> tuple[RunSummary, list[Query]]:
-    t0 = time.perf_counter()
-    features_dir = getattr(features, "root", None)
+    """Pseudo-queries for every video of ``proposals`` (or ``vids``); the output (and the returned
+    list) holds them all once every video is done."""
     by_video = read_proposals(proposals)
-    check_writable(out, "file")
+    out = check_writable(out, "file")
     todo = [v for v in (vids or sorted(by_video)) if v in by_video]
     if not todo:
         raise PseudoError(f"{proposals}: no proposals for the requested videos")
     source = build_caption_source(cfg.captioner)
-    base = text_encoder_for(features) if cfg.queries.selection == "contrastive" else None
-    encoder = TextMemo(base) if base is not None else None
-    track = caption_track_of(features) if encoder is not None else None
-    if cfg.queries.selection == "contrastive" and encoder is None:
-        raise PseudoError(
-            "contrastive caption selection needs --features-dir pointing at a pseudo feature store "
-            "(its encoder embeds the captions); or set queries.selection: centre"
-        )
-    nlp = load_nlp()
-    if on_start is not None:
-        on_start(len(todo))
-    summary = RunSummary()
+    encoder = None
+    if cfg.queries.selection == "contrastive":
+        enc_cfg = text_encoder_of(features)
+        if enc_cfg is None:
+            raise PseudoError(
+                "contrastive caption selection needs --features-dir pointing at a pseudo feature store "
+                "(its encoder embeds the captions); or set queries.selection: centre"
+            )
+        encoder = TextMemo(build_backbone(enc_cfg))
+    parts = PartFiles(out)
+    task = PseudoQueriesTask(by_video, cfg, source, features, encoder, parts, Path(proposals))
+    summary = run_per_video(task, todo, shard=shard, on_start=on_start, on_video=on_video)
+    keys = {v: task.key(v) for v in todo}
     queries: list[Query] = []
-    for vid in todo:
-        props = by_video[vid]
-        try:
-            feats = features.get(vid) if features is not None else None
-            if feats is not None:
-                check_same_features(props[0].get("features_hash"), feats, proposals, features_dir, "proposals")
-            if encoder is not None and feats is not None:
-                encoder.clear()  # memory stays bounded: one video's texts at a time
-                if track is not None:
-                    seed_from_captions(encoder, track, feats)
-            qs = build_pseudo_queries(vid, float(props[0]["duration"]), props, source, cfg.queries, feats, encoder, nlp)
-            queries.extend(qs)
-            summary.done.append(vid)
-        except MismatchError:
-            raise
-        except PseudoError as exc:
-            summary.failed[vid] = str(exc)
-        if on_video is not None:
-            on_video(vid)
-    meta = {"stage": "captions", "proposals": str(proposals), **cfg.model_dump(mode="json")}
-    write_queries(out, queries, meta)
-    summary.seconds = time.perf_counter() - t0
+    if not parts.missing(todo, keys):
+        meta = {"stage": "captions", "proposals": str(proposals), **cfg.model_dump(mode="json")}
+        parts.merge(
+            [v for v in todo if parts.failure(v, keys[v]) is None], dump_yaml({"code_version": code_version(), **meta})
+        )
+        queries = load_qvh_jsonl([out])
     return summary, queries
 
 
@@ -173,20 +220,20 @@ def run_weak(
             f"none of the {len(per_vid)} videos of the sentences (e.g. {some}) has proposals in {proposals}; "
             "give the sentences of the videos the proposals were made for"
         )
-    encoder = text_encoder_for(features)
-    if encoder is None:
+    enc_cfg = text_encoder_of(features)
+    if enc_cfg is None:
         raise PseudoError("weak labels need --features-dir pointing at a pseudo feature store (for its text encoder)")
+    encoder = build_backbone(enc_cfg)
     summary = RunSummary()
     labels: list[Query] = []
     for vid, sents in per_vid.items():
         if vid not in by_video:
             summary.failed[vid] = "no proposals"
             continue
-        feats = features.get(vid)
-        check_same_features(
-            by_video[vid][0].get("features_hash"), feats, proposals, getattr(features, "root", None), "proposals"
-        )
-        labels.extend(assign_weak(sents, by_video[vid], feats, encoder, outside_weight))
+        props = by_video[vid]
+        h = features.content_hash(vid)
+        check_same_features(props[0].features_hash, h, vid, proposals, getattr(features, "root", None), "proposals")
+        labels.extend(assign_weak(sents, props, features.get(vid), encoder, outside_weight))
         summary.done.append(vid)
     write_queries(out, labels, {"stage": "weak", "proposals": str(proposals), "outside_weight": outside_weight})
     summary.seconds = time.perf_counter() - t0

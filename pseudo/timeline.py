@@ -1,4 +1,5 @@
-"""The step grid of a feature sequence: where, in seconds, each row's span starts and ends.
+"""Feature rows in time: where, in seconds, each row's step starts and ends, and resampling rows
+to another number of equal steps.
 
 Rows carry their own times (the frames' timestamps), and those times are the truth: a file cut
 short keeps only the rows it has, and a sampling window (``start: 5, end: 15``) gives rows inside
@@ -45,4 +46,30 @@ def step_boundaries(timestamps: npt.ArrayLike, duration: float) -> FloatArray:
 def uniform_boundaries(steps: int, duration: float) -> FloatArray:
     """Boundaries of ``steps`` equal steps over ``[0, duration]`` (rows without timestamps)."""
     out: FloatArray = np.linspace(0.0, float(duration), steps + 1)
+    return out
+
+
+def resample_linear(features: npt.ArrayLike, steps: int) -> FloatArray:
+    """Linearly interpolate the rows of a (T, D) array to (steps, D).
+
+    Row i is taken to describe the centre of step i of T equal steps; output row j is the
+    interpolated value at the centre of step j of ``steps`` equal steps over the same span.
+    Positions beyond the first or last centre take the nearest row.
+    """
+    x = np.asarray(features, dtype=np.float64)
+    if x.ndim != 2:
+        raise ValueError(f"features must be a 2-D (T, D) array, got shape {x.shape}")
+    if x.shape[0] == 0:
+        raise ValueError("features have no rows (T == 0)")
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    t = x.shape[0]
+    if t == steps:
+        return x.copy()
+    pos = np.clip((np.arange(steps, dtype=np.float64) + 0.5) * (t / steps) - 0.5, 0.0, t - 1)
+    lo = np.floor(pos).astype(np.intp)
+    hi = np.minimum(lo + 1, t - 1)
+    w = (pos - lo)[:, None]
+    # x[lo] + w * (x[hi] - x[lo]) keeps equal neighbours bit-identical
+    out: FloatArray = x[lo] + w * (x[hi] - x[lo])
     return out

@@ -1,24 +1,15 @@
-"""Baselines that need no training, for videos known through clip captions.
-
-* :func:`tfidf_caption_windows`: each query against each clip's caption with TF-IDF cosine,
-  smoothed over time, thresholded into windows;
-* :func:`score_proposals`: zero-shot ranking of a video's proposals by text-feature similarity
-  (inside minus outside), with the same encoder that made the features.
-"""
+"""TF-IDF caption matching, for videos known through clip captions: each query against each clip's
+caption with TF-IDF cosine, smoothed over time, thresholded into windows."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from pseudo.backbones import Backbone
-from pseudo.captions.external import ExternalCaptions
-from pseudo.captions.queries import contrast_scores
-from pseudo.data.records import Prediction, Query
-from pseudo.features import FeatureSource
+from pseudo.data.captions import ExternalCaptions
+from pseudo.records import Prediction, Query
 
 
 def _runs(mask: NDArray[np.bool_]) -> list[tuple[int, int]]:
@@ -71,38 +62,4 @@ def tfidf_caption_windows(
         curve = smooth(sims.astype(np.float64), smooth_width)
         wins = windows_from_curve(curve, track.clip_seconds, q.duration)[:top_k] if curve.max() > 0 else []
         out.append(Prediction(q.qid, q.vid, tuple(wins) or ((0.0, q.duration, 0.0),), q.query))
-    return out
-
-
-def score_proposals(
-    queries: Sequence[Query],
-    proposals: dict[str, list[dict[str, Any]]],
-    features: FeatureSource,
-    encoder: Backbone,
-    outside_weight: float = 1.0,
-    top_k: int = 10,
-) -> list[Prediction]:
-    """Zero-shot: each query ranks its video's proposals by contrastive text-feature similarity."""
-    emb = encoder.encode_texts([q.query for q in queries])
-    out = []
-    by_vid: dict[str, list[int]] = {}
-    for i, q in enumerate(queries):
-        by_vid.setdefault(q.vid, []).append(i)
-    results: dict[int, Prediction] = {}
-    for vid, idx in by_vid.items():
-        feats = features.get(vid)
-        props = proposals.get(vid, [])
-        if not props:
-            for i in idx:
-                results[i] = Prediction(queries[i].qid, vid, ((0.0, queries[i].duration, 0.0),), queries[i].query)
-            continue
-        scores = np.stack(
-            [contrast_scores(emb[idx], feats, float(p["start"]), float(p["end"]), outside_weight) for p in props],
-            axis=1,
-        )  # (Q_vid, P)
-        for row, i in zip(scores, idx, strict=True):
-            order = np.argsort(-row, kind="stable")[:top_k]
-            wins = tuple((float(props[j]["start"]), float(props[j]["end"]), float(row[j])) for j in order)
-            results[i] = Prediction(queries[i].qid, vid, wins, queries[i].query)
-    out = [results[i] for i in range(len(queries))]
     return out

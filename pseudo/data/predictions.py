@@ -7,9 +7,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pseudo.data.records import Prediction, Query, QueryId
 from pseudo.errors import DataFormatError, PseudoError
 from pseudo.io import atomic_write_jsonl, iter_jsonl
+from pseudo.records import Prediction, Query, QueryId
 
 #: windows may poke out of the video by this much (seconds) before a warning: rounding in files
 OUTSIDE_TOLERANCE = 1e-3

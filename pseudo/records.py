@@ -1,7 +1,8 @@
-"""The one query record that every benchmark loader and the pseudo-label generator produce."""
+"""The typed records that pass between stages: queries (real or pseudo), predictions, proposals."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -61,3 +62,50 @@ class Prediction:
         if self.saliency is not None:
             out["pred_saliency_scores"] = list(self.saliency)
         return out
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """A candidate moment of one video: consecutive atomic events ``atoms`` spanning ``[start, end)`` s.
+
+    The proposal generator fills the geometry; the proposal stage adds the video, its duration, and the
+    hashes of the settings and of the features it came from, so later stages can check their inputs.
+    """
+
+    start: float
+    end: float
+    score: float
+    atoms: tuple[int, ...]
+    method: str
+    vid: str = ""
+    duration: float = 0.0
+    settings_hash: str = ""
+    features_hash: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "video": self.vid,
+            "duration": float(self.duration),
+            "start": float(self.start),
+            "end": float(self.end),
+            "score": float(self.score),
+            "method": self.method,
+            "atoms": list(self.atoms),
+            "settings_hash": self.settings_hash,
+            "features_hash": self.features_hash,
+        }
+
+    @classmethod
+    def from_json(cls, rec: Mapping[str, Any]) -> Proposal:
+        """A record as :meth:`to_json` writes it (``KeyError``/``ValueError`` on a malformed one)."""
+        return cls(
+            start=float(rec["start"]),
+            end=float(rec["end"]),
+            score=float(rec.get("score", 0.0)),
+            atoms=tuple(int(a) for a in rec.get("atoms", ())),
+            method=str(rec.get("method", "")),
+            vid=str(rec["video"]),
+            duration=float(rec.get("duration", 0.0)),
+            settings_hash=str(rec.get("settings_hash", "")),
+            features_hash=str(rec.get("features_hash", "")),
+        )

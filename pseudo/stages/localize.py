@@ -1,0 +1,178 @@
+"""The localizer stages: train on labels, predict a benchmark split, and ask one video a question.
+
+These read and write the files (labels JSONL, feature stores, proposals for event boundaries,
+prediction JSONL); the model, its loop and its predictor (:class:`trainers.localizer.Localizer`)
+only see records and arrays.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from proposals import ProposalConfig, generate_proposals
+from pseudo.backbones import build_backbone
+from pseudo.baselines.zero_shot import rank_proposals
+from pseudo.data import load_dataset
+from pseudo.data.benchmarks import load_qvh_jsonl
+from pseudo.data.predictions import save_predictions
+from pseudo.data.store import FeatureSource, SingleVideo, VideoFeatures, open_features
+from pseudo.errors import PseudoError
+from pseudo.io import check_writable
+from pseudo.records import Prediction, Query
+from pseudo.settings import validate
+from pseudo.stages.features import FeaturesConfig
+from pseudo.stages.proposals import event_boundaries, proposals_for, read_proposals
+from trainers.config import DecodeConfig, TrainConfig
+from trainers.localizer import Localizer
+from trainers.loop import TrainResult, train
+
+Window = tuple[float, float, float]
+
+
+def load_events(proposals: str | Path) -> dict[str, NDArray[np.float64]]:
+    """Event boundaries per video (its proposals' starts and ends) from a proposals JSONL."""
+    return event_boundaries(read_proposals(proposals))
+
+
+def train_localizer(
+    cfg: TrainConfig,
+    label_files: Sequence[str | Path],
+    features: str | Path,
+    run_dir: str | Path,
+    resume: bool = False,
+    clip_seconds: float = 1.0,
+    evaluate: Callable[[Localizer], dict[str, float]] | None = None,
+    on_log: Callable[[dict[str, Any]], None] | None = None,
+    stop_after_steps: int | None = None,
+) -> TrainResult:
+    """Train on the labels in ``label_files`` over the features at ``features`` into ``run_dir``."""
+    labels = load_qvh_jsonl([Path(p) for p in label_files])
+    source = open_features(features, clip_seconds=clip_seconds)
+    return train(
+        cfg,
+        labels,
+        source,
+        run_dir,
+        resume=resume,
+        stop_after_steps=stop_after_steps,
+        on_log=on_log,
+        evaluate=evaluate,
+        labels_name=", ".join(str(p) for p in label_files),
+        features_name=str(features),
+    )
+
+
+def split_queries(
+    dataset: str,
+    split: str,
+    source: FeatureSource,
+    gt_files: Sequence[str | Path] | None = None,
+    data_root: str | Path | None = None,
+    limit: int | None = None,
+) -> list[Query]:
+    """The split's queries whose video has features (the first ``limit`` when given)."""
+    queries = load_dataset(dataset, split, files=gt_files, data_root=data_root)
+    have = set(source.vids())
+    kept = [q for q in queries if q.vid in have]
+    if not kept:
+        raise PseudoError(f"none of the {len(queries)} {dataset} {split} videos has features in the feature source")
+    return kept[:limit] if limit else kept
+
+
+def predict_split(
+    localizer: Localizer,
+    dataset: str,
+    split: str,
+    features: FeatureSource,
+    out: str | Path,
+    events: Mapping[str, NDArray[np.float64]] | None = None,
+    gt_files: Sequence[str | Path] | None = None,
+    data_root: str | Path | None = None,
+    decode_overrides: Mapping[str, Any] | None = None,
+    limit: int | None = None,
+) -> list[Prediction]:
+    """Predictions for every query of a split whose video has features, written as JSONL.
+
+    ``decode_overrides`` (``{"snap_to_steps": False}``) replace keys of the run's decode settings (they
+    need no retraining); ``events`` (event boundaries per video) are what ``event_snap_seconds`` snaps to."""
+    out = check_writable(out, "file")
+    dc = validate(
+        DecodeConfig, {**localizer.config.decode.model_dump(), **(decode_overrides or {})}, "decode overrides"
+    )
+    if dc.event_snap_seconds and events is None:
+        raise PseudoError(
+            f"decode.event_snap_seconds is {dc.event_snap_seconds:g} but no proposals of the {dataset} {split} videos "
+            "were given: pass their proposals JSONL (`pseudo predict --proposals FILE`), or set "
+            "decode.event_snap_seconds to 0 (`--event-snap-seconds 0`)"
+        )
+    queries = split_queries(dataset, split, features, gt_files, data_root, limit)
+    preds = localizer.predict(features, queries, events=events, decode_cfg=dc)
+    save_predictions(out, preds)
+    return preds
+
+
+def run_video_features(localizer: Localizer) -> FeaturesConfig:
+    """The frame-feature settings a run was trained with; an error when it was not trained on video
+    frames (caption-track or foreign array features cannot be made from a video file)."""
+    recorded = localizer.features
+    if recorded.get("kind") != "video":
+        what = {
+            "captions": "caption-track features (captions embedded as text)",
+            "arrays": "feature arrays made elsewhere",
+        }
+        raise PseudoError(
+            f"{localizer.run_dir} was trained on {what.get(str(recorded.get('kind')), recorded.get('kind'))}, which "
+            "cannot be computed from a video file; use `pseudo predict` with such features, or a run trained on frames"
+        )
+    return FeaturesConfig.model_validate(recorded["settings"])
+
+
+def video_features(video: str | Path, cfg: FeaturesConfig) -> VideoFeatures:
+    from pseudo.video import sample_frames
+
+    sampled = sample_frames(video, cfg.sampling)
+    return VideoFeatures(
+        Path(video).stem,
+        build_backbone(cfg.backbone).encode_images(sampled.frames),
+        sampled.timestamps,
+        sampled.info.duration,
+        content_hash=f"video:{Path(video).name}",
+        truncated=sampled.truncated,
+        decoded_end=sampled.decoded_end,
+    )
+
+
+def localize(
+    video: str | Path,
+    query: str,
+    run_dir: str | Path | None = None,
+    features_cfg: FeaturesConfig | None = None,
+    top_k: int = 5,
+    proposals_cfg: ProposalConfig | None = None,
+) -> list[Window]:
+    """Top windows (start, end, score) in seconds for ``query`` in ``video``.
+
+    With ``run_dir`` the run is checked and loaded first, and the frames are embedded with the
+    backbone and sampling the run was trained with (``features_cfg`` is ignored); without it,
+    ``features_cfg`` (default: CLIP ViT-B/32) embeds frames and query for zero-shot ranking of the
+    video's proposals."""
+    if run_dir is None:
+        cfg = features_cfg or FeaturesConfig()
+        feats = video_features(video, cfg)
+        _, props = proposals_for(feats, proposals_cfg or ProposalConfig())
+        q = Query("q", feats.vid, feats.duration, query, ())
+        (pred,) = rank_proposals([q], {feats.vid: props}, SingleVideo(feats), build_backbone(cfg.backbone), top_k=top_k)
+        return list(pred.windows)
+    localizer = Localizer.from_run(run_dir)
+    feats = video_features(video, run_video_features(localizer))
+    events = None
+    if localizer.config.decode.event_snap_seconds:  # this video's own event boundaries
+        found = generate_proposals(feats.features, feats.duration, proposals_cfg or ProposalConfig(), feats.timestamps)
+        events = np.unique(np.array([t for p in found.proposals for t in (p.start, p.end)], dtype=np.float64))
+    (pred,) = localizer.predict(feats, [query], events=events, top_k=top_k)
+    return list(pred.windows)

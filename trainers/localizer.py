@@ -1,0 +1,198 @@
+"""``Localizer``: a trained moment localizer as one object (lighthouse's predictor is the model).
+
+    loc = Localizer.from_run("runs/qvh/runs/3fa2...")       # the checkpoint is read once
+    preds = loc.predict(features, queries, events=events)   # ranked windows per query
+
+``features`` is a feature source (a store, a folder of arrays) or one video's :class:`VideoFeatures`;
+``queries`` are :class:`Query` records, or plain strings about that one video. ``events`` are event
+boundaries in seconds (per video, or one array for one video) that ``decode.event_snap_seconds``
+snaps boundaries to; nothing here reads a stage's files.
+
+Videos longer than ``max_len`` steps are scanned with windows of ``max_len`` steps overlapping by
+half; the candidates of all windows are merged with soft-NMS.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+
+from pseudo.backbones.base import Device, resolve_device
+from pseudo.data.store import FeatureSource, SingleVideo, VideoFeatures
+from pseudo.errors import PseudoError
+from pseudo.records import Prediction, Query
+from trainers.config import DecodeConfig, TrainConfig
+from trainers.data import Batch, FeatureCache, Sample, collate
+from trainers.decode import decode, snap_to_events, soft_nms
+from trainers.model import MomentLocalizer
+from trainers.text_towers import build_text_tower
+
+Events = Mapping[str, NDArray[np.float64]] | NDArray[np.float64]
+
+
+def chunks(t: int, max_len: int) -> list[int]:
+    """Start steps of the windows that cover ``t`` steps (half overlap; the last one ends at ``t``)."""
+    if t <= max_len:
+        return [0]
+    stride = max(1, max_len // 2)
+    starts = list(range(0, t - max_len + 1, stride))
+    if starts[-1] != t - max_len:
+        starts.append(t - max_len)
+    return starts
+
+
+def build_model(cfg: TrainConfig, video_dim: int) -> MomentLocalizer:
+    return MomentLocalizer(build_text_tower(cfg.text), video_dim, cfg.model)
+
+
+def load_trainable_state(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
+    bad = [k for k in missing if k not in frozen]
+    if bad or unexpected:
+        raise PseudoError(f"checkpoint does not match the model: missing {bad[:5]}, unexpected {unexpected[:5]}")
+
+
+def run_checkpoint(run_dir: str | Path) -> Path:
+    """The run's last checkpoint, or an error that says how to make one."""
+    run = Path(run_dir)
+    if not run.is_dir():
+        raise PseudoError(f"run directory {run} does not exist; train one with `pseudo train RECIPE`")
+    ckpt = run / "checkpoints" / "last.pt"
+    if not ckpt.is_file():
+        raise PseudoError(f"{run} has no checkpoint (expected {ckpt}); train it with `pseudo train RECIPE`")
+    return ckpt
+
+
+class Localizer:
+    """A trained localizer and the settings it was trained with."""
+
+    def __init__(
+        self,
+        model: MomentLocalizer,
+        config: TrainConfig,
+        features: dict[str, Any] | None = None,
+        run_dir: Path | None = None,
+    ) -> None:
+        self.model = model
+        self.config = config
+        #: what the training features were (``{"kind": "video"|"captions"|"arrays", "settings": ...}``)
+        self.features = features or {}
+        self.run_dir = run_dir
+
+    @classmethod
+    def from_run(cls, run_dir: str | Path, device: Device = "auto") -> Localizer:
+        """The model of ``run_dir/checkpoints/last.pt`` (frozen towers rebuilt from its settings)."""
+        ckpt = run_checkpoint(run_dir)
+        dev = resolve_device(device)
+        state = torch.load(ckpt, map_location=dev, weights_only=False)
+        if "config" not in state:
+            raise PseudoError(f"{ckpt} was written by an older version of pseudo; retrain the run")
+        config = TrainConfig.model_validate(state["config"])
+        model = build_model(config, int(state["video_dim"])).to(dev)
+        load_trainable_state(model, state["model"])
+        model.eval()
+        return cls(model, config, state.get("features"), Path(run_dir))
+
+    @property
+    def video_dim(self) -> int:
+        return self.model.video_dim
+
+    @property
+    def device(self) -> torch.device:
+        return next(p for p in self.model.parameters()).device
+
+    @torch.inference_mode()
+    def predict(
+        self,
+        features: FeatureSource | VideoFeatures,
+        queries: Sequence[Query | str],
+        events: Events | None = None,
+        top_k: int | None = None,
+        decode_cfg: DecodeConfig | None = None,
+        batch_size: int = 64,
+    ) -> list[Prediction]:
+        """Up to ``top_k`` ranked windows (seconds) per query, best first."""
+        dc = decode_cfg or self.config.decode
+        k = top_k or self.config.optim.top_k
+        if isinstance(features, VideoFeatures):
+            one = features
+            source: FeatureSource = SingleVideo(one)
+            qs = [
+                q if isinstance(q, Query) else Query(f"q{i}", one.vid, one.duration, q, ())
+                for i, q in enumerate(queries)
+            ]
+            per_video = {one.vid: events} if isinstance(events, np.ndarray) else events
+        else:
+            source = features
+            if any(isinstance(q, str) for q in queries):
+                raise PseudoError("plain-text queries need one video's features (VideoFeatures), not a feature source")
+            qs = [q for q in queries if isinstance(q, Query)]
+            if isinstance(events, np.ndarray):
+                raise PseudoError("give events per video ({vid: boundaries}) when predicting several videos")
+            per_video = events
+        if dc.event_snap_seconds and per_video is None:
+            raise PseudoError(
+                f"decode.event_snap_seconds is {dc.event_snap_seconds:g} but no event boundaries were given: "
+                "pass the videos' proposals (their starts and ends), or set decode.event_snap_seconds to 0"
+            )
+        return self._predict(qs, FeatureCache(source), k, dc, per_video, batch_size)
+
+    def _predict(
+        self,
+        queries: Sequence[Query],
+        cache: FeatureCache,
+        top_k: int,
+        dc: DecodeConfig,
+        events: Mapping[str, NDArray[np.float64]] | None,
+        batch_size: int,
+    ) -> list[Prediction]:
+        model, max_len = self.model, self.config.data.max_len
+        was_training = model.training
+        model.eval()
+        items: list[tuple[int, Sample]] = []
+        for i, q in enumerate(queries):
+            grid = cache.get(q.vid)
+            feats, sps = grid.features, grid.step
+            if feats.shape[1] != model.video_dim:
+                raise PseudoError(
+                    f"the features of video {q.vid!r} have {feats.shape[1]} dimensions, but this localizer was trained "
+                    f"on {model.video_dim}-dimensional features; give features made with the same settings as its "
+                    "training features (the run's config.yaml names them)"
+                )
+            for start in chunks(len(feats), max_len):
+                part = feats[start : start + max_len]
+                offset = grid.start + start * sps
+                items.append((i, Sample(str(q.qid), q.vid, q.query, part, np.zeros((0, 2)), sps, offset)))
+        found: list[list[tuple[float, float, float]]] = [[] for _ in queries]
+        n_chunks = [0] * len(queries)
+        device = self.device
+        for lo in range(0, len(items), batch_size):
+            group = items[lo : lo + batch_size]
+            batch: Batch = collate([s for _, s in group]).to(device)
+            out = model(batch.video, batch.mask, batch.texts)
+            decoded = decode(out, top_k=max(top_k, 20), pre_nms=dc.pre_nms, sigma=dc.sigma, snap=dc.snap_to_steps)
+            for (i, s), wins in zip(group, decoded, strict=True):
+                n_chunks[i] += 1
+                found[i].extend(
+                    (s.offset_seconds + a * s.seconds_per_step, s.offset_seconds + b * s.seconds_per_step, c)
+                    for a, b, c in wins
+                )
+        preds = []
+        for q, wins, n in zip(queries, found, n_chunks, strict=True):
+            arr = np.array(wins, dtype=np.float64).reshape(-1, 3)
+            if n > 1 and len(arr):
+                arr = soft_nms(arr, dc.sigma)
+            arr = arr[np.argsort(-arr[:, 2], kind="stable")]
+            if dc.event_snap_seconds and events is not None and q.vid in events:
+                arr = snap_to_events(arr, events[q.vid], dc.event_snap_seconds)
+            arr = arr[:top_k]
+            windows = tuple((float(a), float(min(b, q.duration)), float(c)) for a, b, c in arr)
+            preds.append(Prediction(q.qid, q.vid, windows, q.query))
+        model.train(was_training)
+        return preds
