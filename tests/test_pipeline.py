@@ -176,3 +176,55 @@ def test_real_charades_clip_gives_proposals_and_png(tmp_path: Path, tiny_clip: P
     res = runner.invoke(app, ["show", video, "--model", str(tiny_clip), "--out", str(png)])
     assert res.exit_code == 0, res.output
     assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_recipe_on_video_files_runs_every_stage(
+    tmp_path: Path, tiny_clip: Path, video_dir: tuple[Path, dict[str, list[float]]]
+) -> None:
+    """Frames -> tiny CLIP features -> proposals -> tiny BLIP pseudo-queries -> localizer -> eval, from
+    one recipe; then weak labels with one setting changed reuse the features and proposals."""
+    from pseudo.captions.blip import save_random_blip
+    from pseudo.pipeline import Pipeline
+    from pseudo.recipe import load_recipe
+
+    videos, cuts = video_dir
+    blip = save_random_blip(tmp_path / "blip")
+    gt = tmp_path / "gt.jsonl"
+    gt.write_text(
+        "".join(
+            json.dumps({"qid": vid, "vid": vid, "query": "a red wall", "duration": sum(s for _, s in SCENES[vid]),
+                        "relevant_windows": [[c[0], c[1]]]}) + "\n"
+            for vid, c in cuts.items()
+        )
+    )  # fmt: skip
+    recipe = tmp_path / "videos.yaml"
+    recipe.write_text(
+        f"""name: videos
+device: cpu
+videos: {{train: {{video_dir: {videos}}}}}
+features: {{sampling: {{fps: 1.0, max_side: 64}}, backbone: {{model: {tiny_clip}}}}}
+proposals: {{resample_steps: null, num_proposals: 5}}
+labels:
+  kind: pseudo
+  captioner: {{name: blip, sampling: {{fps: 1.0, max_side: 64}}, blip: {{model: {blip}, max_new_tokens: 6, num_beams: 1}}}}
+text: {{name: hf_clip, model: {tiny_clip}}}
+model: {{d_model: 32, n_heads: 2, n_layers: 1, levels: 2, max_query_tokens: 16}}
+optim: {{epochs: 1, batch_size: 4, warmup_steps: 1}}
+eval: [{{dataset: jsonl, split: custom, gt: [{gt}]}}]
+"""
+    )
+    work = tmp_path / "work"
+    result = Pipeline(load_recipe(recipe), work).run()
+    assert [s.status for s in result.steps] == ["built"] * 6
+    assert result.steps[0].summary["failed"] == 1  # broken.mp4: recorded, the others go on
+    assert sorted(p.name for p in (work / "caption_cache").iterdir()) == ["v1.json", "v2.json", "v3.json"]
+    assert set(result.metrics["jsonl_custom"]) >= {"R1@0.5", "mIoU"}
+    weak = load_recipe(
+        recipe, {"labels.kind": "weak", "labels.sentences": {"dataset": "jsonl", "split": "custom", "files": [str(gt)]}}
+    )
+    again = Pipeline(weak, work).run()
+    status = {s.key: s.status for s in again.steps}
+    assert status["features:train"] == status["proposals:train"] == "current"
+    assert status["labels"] == status["train"] == "built"
+    labels = [json.loads(line) for line in Path(again.steps[2].out).read_text().splitlines()]
+    assert {r["source"] for r in labels} == {"weak"} and len(labels) == 3

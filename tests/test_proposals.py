@@ -118,7 +118,7 @@ def ten_segments() -> FloatArray:
     return x
 
 
-@pytest.mark.parametrize("composer", ["random", "compactness", "diversity"])
+@pytest.mark.parametrize("composer", COMPOSERS.names())
 def test_composers_return_distinct_runs_of_consecutive_atoms(composer: str, ten_segments: FloatArray) -> None:
     cfg = ProposalConfig(resample_steps=None, num_clusters=10, composer=composer, num_proposals=20, seed=3)
     result = generate_proposals(ten_segments, 50.0, cfg)
@@ -301,7 +301,7 @@ def test_single_step_gives_one_event_covering_the_video(steps: int | None) -> No
     assert (p.start, p.end, p.atoms, p.score) == (0.0, 7.5, (0,), 1.0)
 
 
-@pytest.mark.parametrize("composer", ["random", "compactness", "diversity"])
+@pytest.mark.parametrize("composer", COMPOSERS.names())
 def test_constant_features_give_one_event_covering_the_video(composer: str) -> None:
     x = np.tile(np.array([1.0, 2.0, 3.0]), (40, 1))
     result = generate_proposals(x, 20.0, ProposalConfig(composer=composer))
