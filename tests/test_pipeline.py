@@ -206,7 +206,10 @@ features: {{sampling: {{fps: 1.0, max_side: 64}}, backbone: {{model: {tiny_clip}
 proposals: {{resample_steps: null, num_proposals: 5}}
 labels:
   kind: pseudo
-  captioner: {{name: blip, sampling: {{fps: 1.0, max_side: 64}}, blip: {{model: {blip}, max_new_tokens: 6, num_beams: 1}}}}
+  captioner:
+    name: blip
+    sampling: {{fps: 1.0, max_side: 64}}
+    blip: {{model: {blip}, max_new_tokens: 6, num_beams: 1}}
 text: {{name: hf_clip, model: {tiny_clip}}}
 model: {{d_model: 32, n_heads: 2, n_layers: 1, levels: 2, max_query_tokens: 16}}
 optim: {{epochs: 1, batch_size: 4, warmup_steps: 1}}
