@@ -34,6 +34,7 @@ from pseudo.data import load_dataset
 from pseudo.data.predictions import load_predictions
 from pseudo.data.store import FeatureSource, open_features
 from pseudo.data.synthetic import make_synthetic_dataset
+from pseudo.data.variants import load_variants
 from pseudo.errors import PseudoError
 from pseudo.evaluate import DEFAULT_PROTOCOL, score
 from pseudo.io import atomic_write_json, atomic_write_text, read_json
@@ -432,7 +433,8 @@ class Pipeline:
                 for q in split_queries(target.dataset, target.split, source, target.gt, self.data_root, target.limit)
                 if q.windows
             ]
-            preds = localizer.predict(source, gts, events=self._events(target))
+            extra = load_variants(target.variants, gts) if target.variants else None
+            preds = localizer.predict(source, gts, events=self._events(target), variants=extra)
             report, _ = score(gts, preds, target.protocol or DEFAULT_PROTOCOL.get(target.dataset, "recall"))
             return report.headline
 
@@ -452,6 +454,8 @@ class Pipeline:
             inputs.append(self.hashes["features:synthetic"])  # the eval files are made by the pipeline
         elif target.gt:
             inputs.append(file_digest(target.gt))
+        if target.variants:
+            inputs.append(file_digest([target.variants]))
         h = settings_hash(settings, inputs)
         out = self.work / "predictions" / f"{target.name}-{_short(h)}.jsonl"
 
@@ -466,6 +470,7 @@ class Pipeline:
                 gt_files=target.gt,
                 data_root=self.data_root,
                 limit=target.limit,
+                variants=target.variants,
             )
             return {"predictions": len(preds)}
 

@@ -134,6 +134,8 @@ class EvalTarget(_Strict):
     gt: list[str] | None = None
     protocol: str | None = None
     limit: Annotated[int, Field(ge=1)] | None = None
+    #: other phrasings of the split's queries (JSONL ``{qid, variants}``), fused into the predictions
+    variants: str | None = None
 
     @property
     def name(self) -> str:
@@ -205,6 +207,7 @@ PATH_KEYS = (
     "labels.captioner.video_dir",
     "labels.captioner.cache",
     "eval.*.gt.*",
+    "eval.*.variants",
     "videos.*.durations.files.*",
     "videos.*.only.files.*",
     "labels.sentences.files.*",

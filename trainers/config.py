@@ -48,6 +48,9 @@ class DecodeConfig(_Strict):
     # move boundaries to the nearest self-similarity event boundary within this many seconds (0: off);
     # needs the videos' event boundaries (their proposals)
     event_snap_seconds: Annotated[float, Field(ge=0)] = 0.0
+    # how a query's variants (other phrasings) are fused: average every point's logits and boundary
+    # distances before decoding (steps), or pool each phrasing's decoded windows (windows)
+    variant_fusion: Literal["steps", "windows"] = "steps"
 
 
 class TrainConfig(_Strict):

@@ -29,7 +29,7 @@ from pseudo.records import Prediction, Query
 from trainers.config import DecodeConfig, TrainConfig
 from trainers.data import Batch, FeatureCache, Sample, collate
 from trainers.decode import decode, snap_to_events, soft_nms
-from trainers.model import MomentLocalizer
+from trainers.model import LocalizerOutput, MomentLocalizer
 from trainers.text_towers import build_text_tower
 
 Events = Mapping[str, NDArray[np.float64]] | NDArray[np.float64]
@@ -116,8 +116,14 @@ class Localizer:
         top_k: int | None = None,
         decode_cfg: DecodeConfig | None = None,
         batch_size: int = 64,
+        variants: Mapping[str, Sequence[str]] | None = None,
     ) -> list[Prediction]:
-        """Up to ``top_k`` ranked windows (seconds) per query, best first."""
+        """Up to ``top_k`` ranked windows (seconds) per query, best first.
+
+        ``variants`` (``{str(qid): [other phrasings]}``) are asked too, and fused as
+        ``decode.variant_fusion`` says: ``steps`` averages every point's relevance logit and boundary
+        distances over the query and its variants before decoding; ``windows`` pools the windows
+        decoded for each phrasing and re-ranks them with soft-NMS."""
         dc = decode_cfg or self.config.decode
         k = top_k or self.config.optim.top_k
         if isinstance(features, VideoFeatures):
@@ -141,7 +147,7 @@ class Localizer:
                 f"decode.event_snap_seconds is {dc.event_snap_seconds:g} but no event boundaries were given: "
                 "pass the videos' proposals (their starts and ends), or set decode.event_snap_seconds to 0"
             )
-        return self._predict(qs, FeatureCache(source), k, dc, per_video, batch_size)
+        return self._predict(qs, FeatureCache(source), k, dc, per_video, batch_size, variants or {})
 
     def _predict(
         self,
@@ -151,11 +157,13 @@ class Localizer:
         dc: DecodeConfig,
         events: Mapping[str, NDArray[np.float64]] | None,
         batch_size: int,
+        variants: Mapping[str, Sequence[str]],
     ) -> list[Prediction]:
         model, max_len = self.model, self.config.data.max_len
         was_training = model.training
         model.eval()
-        items: list[tuple[int, Sample]] = []
+        # a group: one query's phrasings on one chunk of its video; a batch holds whole groups
+        groups: list[tuple[int, list[Sample]]] = []
         for i, q in enumerate(queries):
             grid = cache.get(q.vid)
             feats, sps = grid.features, grid.step
@@ -165,20 +173,23 @@ class Localizer:
                     f"on {model.video_dim}-dimensional features; give features made with the same settings as its "
                     "training features (the run's config.yaml names them)"
                 )
+            texts = [q.query, *variants.get(str(q.qid), ())]
             for start in chunks(len(feats), max_len):
                 part = feats[start : start + max_len]
                 offset = grid.start + start * sps
-                items.append((i, Sample(str(q.qid), q.vid, q.query, part, np.zeros((0, 2)), sps, offset)))
+                groups.append((i, [Sample(str(q.qid), q.vid, t, part, np.zeros((0, 2)), sps, offset) for t in texts]))
         found: list[list[tuple[float, float, float]]] = [[] for _ in queries]
         n_chunks = [0] * len(queries)
         device = self.device
-        for lo in range(0, len(items), batch_size):
-            group = items[lo : lo + batch_size]
-            batch: Batch = collate([s for _, s in group]).to(device)
+        per_batch = max(1, batch_size // max(len(g) for _, g in groups)) if groups else 1
+        for lo in range(0, len(groups), per_batch):
+            part_groups = groups[lo : lo + per_batch]
+            batch: Batch = collate([s for _, g in part_groups for s in g]).to(device)
             out = model(batch.video, batch.mask, batch.texts)
-            decoded = decode(out, top_k=max(top_k, 20), pre_nms=dc.pre_nms, sigma=dc.sigma, snap=dc.snap_to_steps)
-            for (i, s), wins in zip(group, decoded, strict=True):
+            sizes = [len(g) for _, g in part_groups]
+            for (i, g), wins in zip(part_groups, self._decode_groups(out, sizes, top_k, dc), strict=True):
                 n_chunks[i] += 1
+                s = g[0]
                 found[i].extend(
                     (s.offset_seconds + a * s.seconds_per_step, s.offset_seconds + b * s.seconds_per_step, c)
                     for a, b, c in wins
@@ -196,3 +207,39 @@ class Localizer:
             preds.append(Prediction(q.qid, q.vid, windows, q.query))
         model.train(was_training)
         return preds
+
+    @staticmethod
+    def _decode_groups(
+        out: LocalizerOutput, sizes: Sequence[int], top_k: int, dc: DecodeConfig
+    ) -> list[list[tuple[float, float, float]]]:
+        """Windows (in steps) of each group of consecutive rows, its phrasings fused."""
+        k = max(top_k, 20)
+        if all(n == 1 for n in sizes):
+            return decode(out, top_k=k, pre_nms=dc.pre_nms, sigma=dc.sigma, snap=dc.snap_to_steps)
+        firsts = np.cumsum([0, *sizes[:-1]]).tolist()
+        if dc.variant_fusion == "windows":
+            rows = decode(out, top_k=k, pre_nms=dc.pre_nms, sigma=dc.sigma, snap=dc.snap_to_steps)
+            fused = []
+            for f, n in zip(firsts, sizes, strict=True):
+                pooled = np.array([w for r in rows[f : f + n] for w in r], dtype=np.float64).reshape(-1, 3)
+                fused.append([(float(a), float(b), float(c)) for a, b, c in soft_nms(pooled, dc.sigma)[:k]])
+            return fused
+        index = torch.tensor([g for g, n in enumerate(sizes) for _ in range(n)], device=out.logits.device)
+        weight = torch.tensor(sizes, device=out.logits.device, dtype=torch.float32)
+
+        def mean(x: torch.Tensor) -> torch.Tensor:
+            total = torch.zeros((len(sizes), *x.shape[1:]), device=x.device, dtype=torch.float32)
+            total.index_add_(0, index, x.float())
+            return total / weight.view(-1, *([1] * (x.dim() - 1)))
+
+        first = torch.tensor(firsts, device=out.logits.device)
+        fused_out = LocalizerOutput(
+            logits=mean(out.logits),
+            offsets=mean(out.offsets),
+            points=out.points,
+            strides=out.strides,
+            ranges=out.ranges,
+            mask=out.mask[first],
+            lengths=out.lengths[first],
+        )
+        return decode(fused_out, top_k=k, pre_nms=dc.pre_nms, sigma=dc.sigma, snap=dc.snap_to_steps)

@@ -22,10 +22,15 @@ def rank_proposals(
     encoder: Backbone,
     outside_weight: float = 1.0,
     top_k: int = 10,
+    variants: Mapping[str, Sequence[str]] | None = None,
 ) -> list[Prediction]:
     """Up to ``top_k`` of each query's video's proposals, best first; a video without proposals gets
-    the whole video at score 0."""
-    emb = encoder.encode_texts([q.query for q in queries])
+    the whole video at score 0. With ``variants`` (other phrasings per qid) a proposal's score is its
+    mean score over the query and its variants."""
+    variants = variants or {}
+    texts = [[q.query, *variants.get(str(q.qid), ())] for q in queries]
+    flat = encoder.encode_texts([t for ts in texts for t in ts])
+    owner = np.repeat(np.arange(len(queries)), [len(ts) for ts in texts])
     by_vid: dict[str, list[int]] = {}
     for i, q in enumerate(queries):
         by_vid.setdefault(q.vid, []).append(i)
@@ -36,7 +41,9 @@ def rank_proposals(
             for i in idx:
                 results[i] = Prediction(queries[i].qid, vid, ((0.0, queries[i].duration, 0.0),), queries[i].query)
             continue
-        scores = contrast_scores(emb[idx], features.get(vid), [(p.start, p.end) for p in props], outside_weight)
+        rows = np.flatnonzero(np.isin(owner, idx))
+        per_text = contrast_scores(flat[rows], features.get(vid), [(p.start, p.end) for p in props], outside_weight)
+        scores = np.stack([per_text[owner[rows] == i].mean(axis=0) for i in idx])
         for row, i in zip(scores, idx, strict=True):
             order = np.argsort(-row, kind="stable")[:top_k]
             wins = tuple((props[j].start, props[j].end, float(row[j])) for j in order)

@@ -105,6 +105,9 @@ def predict_cmd(
         float | None, typer.Option("--event-snap-seconds", min=0, help="Override decode.event_snap_seconds.")
     ] = None,
     clip_seconds: Annotated[float, typer.Option("--clip-seconds", help="Seconds per row of foreign arrays.")] = 1.0,
+    variants: Annotated[
+        Path | None, typer.Option("--variants", help="Query variants JSONL ({qid, variants: [...]}) to fuse in.")
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Write predictions for a benchmark split with a trained run."""
@@ -129,6 +132,7 @@ def predict_cmd(
         gt_files=gt,
         data_root=data_root,
         decode_overrides={k: v for k, v in overrides.items() if v is not None},
+        variants=variants,
     )
     stderr_console().print(f"wrote {len(preds)} predictions to {out}")
     if as_json:
@@ -154,6 +158,9 @@ def localize_cmd(
     config: ConfigOpt = None,
     model: ModelOpt = None,
     top_k: Annotated[int, typer.Option("--top-k")] = 5,
+    variant: Annotated[
+        list[str] | None, typer.Option("--variant", help="Another phrasing of the query (repeatable); fused in.")
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Ask one video a question: prints the top windows (start, end, score) in seconds."""
@@ -166,7 +173,7 @@ def localize_cmd(
     if model:
         section.setdefault("backbone", {})["model"] = model
     cfg = section_config(FeaturesSection, "features", section, config).for_videos()
-    windows = localize(video, query, run_dir, cfg, top_k)
+    windows = localize(video, query, run_dir, cfg, top_k, variants=variant or ())
     con = stderr_console()
     con.print(f"{'zero-shot' if run is None else run_dir}: {query!r} in {video.name}")
     for i, (s, e, sc) in enumerate(windows, 1):

@@ -21,6 +21,7 @@ from pseudo.data import load_dataset
 from pseudo.data.benchmarks import load_qvh_jsonl
 from pseudo.data.predictions import save_predictions
 from pseudo.data.store import FeatureSource, SingleVideo, VideoFeatures, open_features
+from pseudo.data.variants import load_variants
 from pseudo.errors import PseudoError
 from pseudo.io import check_writable
 from pseudo.records import Prediction, Query
@@ -95,11 +96,13 @@ def predict_split(
     data_root: str | Path | None = None,
     decode_overrides: Mapping[str, Any] | None = None,
     limit: int | None = None,
+    variants: str | Path | None = None,
 ) -> list[Prediction]:
     """Predictions for every query of a split whose video has features, written as JSONL.
 
     ``decode_overrides`` (``{"snap_to_steps": False}``) replace keys of the run's decode settings (they
-    need no retraining); ``events`` (event boundaries per video) are what ``event_snap_seconds`` snaps to."""
+    need no retraining); ``events`` (event boundaries per video) are what ``event_snap_seconds`` snaps to;
+    ``variants`` is a query-variants JSONL (:mod:`pseudo.data.variants`) whose phrasings are fused in."""
     out = check_writable(out, "file")
     dc = validate(
         DecodeConfig, {**localizer.config.decode.model_dump(), **(decode_overrides or {})}, "decode overrides"
@@ -111,7 +114,8 @@ def predict_split(
             "decode.event_snap_seconds to 0 (`--event-snap-seconds 0`)"
         )
     queries = split_queries(dataset, split, features, gt_files, data_root, limit)
-    preds = localizer.predict(features, queries, events=events, decode_cfg=dc)
+    extra = load_variants(variants, queries) if variants is not None else None
+    preds = localizer.predict(features, queries, events=events, decode_cfg=dc, variants=extra)
     save_predictions(out, preds)
     return preds
 
@@ -154,6 +158,7 @@ def localize(
     features_cfg: FeaturesConfig | None = None,
     top_k: int = 5,
     proposals_cfg: ProposalConfig | None = None,
+    variants: Sequence[str] = (),
 ) -> list[Window]:
     """Top windows (start, end, score) in seconds for ``query`` in ``video``.
 
@@ -166,7 +171,10 @@ def localize(
         feats = video_features(video, cfg)
         _, props = proposals_for(feats, proposals_cfg or ProposalConfig())
         q = Query("q", feats.vid, feats.duration, query, ())
-        (pred,) = rank_proposals([q], {feats.vid: props}, SingleVideo(feats), build_backbone(cfg.backbone), top_k=top_k)
+        enc = build_backbone(cfg.backbone)
+        (pred,) = rank_proposals(
+            [q], {feats.vid: props}, SingleVideo(feats), enc, top_k=top_k, variants={"q": list(variants)}
+        )
         return list(pred.windows)
     localizer = Localizer.from_run(run_dir)
     feats = video_features(video, run_video_features(localizer))
@@ -174,5 +182,5 @@ def localize(
     if localizer.config.decode.event_snap_seconds:  # this video's own event boundaries
         found = generate_proposals(feats.features, feats.duration, proposals_cfg or ProposalConfig(), feats.timestamps)
         events = np.unique(np.array([t for p in found.proposals for t in (p.start, p.end)], dtype=np.float64))
-    (pred,) = localizer.predict(feats, [query], events=events, top_k=top_k)
+    (pred,) = localizer.predict(feats, [query], events=events, top_k=top_k, variants={"q0": list(variants)})
     return list(pred.windows)
