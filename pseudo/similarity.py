@@ -27,7 +27,7 @@ def step_similarity(text_emb: NDArray[np.floating], feats: VideoFeatures) -> NDA
 def window_contrast(
     sims: NDArray[np.float64],
     timestamps: NDArray[np.float64],
-    windows: Sequence[tuple[float, float]],
+    windows: Sequence[tuple[float, float]] | NDArray[np.float64],
     outside_weight: float,
 ) -> NDArray[np.float64]:
     """``mean(sims inside) - w * mean(sims outside)`` for each text row and window: ``(C, W)``.

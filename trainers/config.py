@@ -51,6 +51,19 @@ class DecodeConfig(_Strict):
     # how a query's variants (other phrasings) are fused: average every point's logits and boundary
     # distances before decoding (steps), or pool each phrasing's decoded windows (windows)
     variant_fusion: Literal["steps", "windows"] = "steps"
+    # re-rank the decoded windows by score + similarity_weight * (how much better the query matches the
+    # step features inside the window than outside it); needs features in the text tower's space
+    # (caption embeddings of the same sentence encoder, or CLIP frames with CLIP's text tower)
+    similarity_weight: Annotated[float, Field(ge=0)] = 0.0
+    similarity_outside: Annotated[float, Field(ge=0)] = 1.0
+    # where windows come from: the regression head (each point's distances to the boundaries), spans of
+    # the saliency curve (VTG-GPT's rule on the learned per-step saliency, see pseudo.curves; needs
+    # model.saliency_head), or both (the spans ranked first, then the regressed windows)
+    windows_from: Literal["regression", "saliency", "both"] = "regression"
+    span_bins: Annotated[int, Field(ge=2)] = 10
+    span_top_k: Annotated[int, Field(ge=1)] = 8
+    span_gap_steps: Annotated[int, Field(ge=0)] = 2
+    span_nms: Annotated[float, Field(gt=0, le=1)] = 0.95
 
 
 class TrainConfig(_Strict):

@@ -122,14 +122,15 @@ def select_labels(
     min_seconds: float | None = None,
 ) -> list[Query]:
     """Training labels from ``min_seconds`` to ``max_seconds`` long, and at most ``per_video`` per video:
-    those with the best caption-selection score (``meta.provenance.selection_score``), else the first ones."""
+    those with the best caption-selection score (``meta.provenance.selection_score``), else the first ones.
+    The length of a label is its first window's (a pseudo-label's proposal; further windows are the
+    other places where its query holds)."""
     kept = [
         q
         for q in queries
-        if all(
-            (max_seconds is None or e - s <= max_seconds) and (min_seconds is None or e - s >= min_seconds)
-            for s, e in q.windows
-        )
+        if q.windows
+        and (max_seconds is None or q.windows[0][1] - q.windows[0][0] <= max_seconds)
+        and (min_seconds is None or q.windows[0][1] - q.windows[0][0] >= min_seconds)
     ]
     if per_video is None:
         return kept

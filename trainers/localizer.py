@@ -23,11 +23,14 @@ import torch
 from numpy.typing import NDArray
 
 from pseudo.backbones.base import Device, resolve_device
+from pseudo.curves import SpanSettings, nms, normalise, spans
 from pseudo.data.store import FeatureSource, SingleVideo, VideoFeatures
 from pseudo.errors import PseudoError
+from pseudo.metrics.iou import iou_cross
 from pseudo.records import Prediction, Query
+from pseudo.similarity import window_contrast
 from trainers.config import DecodeConfig, TrainConfig
-from trainers.data import Batch, FeatureCache, Sample, collate
+from trainers.data import Batch, FeatureCache, Sample, StepFeatures, collate
 from trainers.decode import decode, snap_to_events, soft_nms
 from trainers.model import LocalizerOutput, MomentLocalizer
 from trainers.text_towers import build_text_tower
@@ -181,12 +184,28 @@ class Localizer:
         found: list[list[tuple[float, float, float]]] = [[] for _ in queries]
         n_chunks = [0] * len(queries)
         device = self.device
+        spans_wanted = dc.windows_from != "regression"
+        if spans_wanted and not self.config.model.saliency_head:
+            raise PseudoError(
+                f"decode.windows_from is {dc.windows_from!r} but this localizer has no saliency head "
+                "(model.saliency_head); use windows_from: regression"
+            )
+        curves = [self._empty_curves(cache.get(q.vid), 1 + len(variants.get(str(q.qid), ()))) for q in queries]
         per_batch = max(1, batch_size // max(len(g) for _, g in groups)) if groups else 1
         for lo in range(0, len(groups), per_batch):
             part_groups = groups[lo : lo + per_batch]
             batch: Batch = collate([s for _, g in part_groups for s in g]).to(device)
             out = model(batch.video, batch.mask, batch.texts)
             sizes = [len(g) for _, g in part_groups]
+            if spans_wanted and out.saliency is not None:
+                sal = torch.sigmoid(out.saliency.float()).cpu().numpy()
+                row = 0
+                for i, g in part_groups:
+                    start_step = round((g[0].offset_seconds - cache.get(queries[i].vid).start) / g[0].seconds_per_step)
+                    n = len(g[0].features)
+                    curves[i][0][:, start_step : start_step + n] += sal[row : row + len(g), :n]
+                    curves[i][1][start_step : start_step + n] += 1
+                    row += len(g)
             for (i, g), wins in zip(part_groups, self._decode_groups(out, sizes, top_k, dc), strict=True):
                 n_chunks[i] += 1
                 s = g[0]
@@ -194,19 +213,78 @@ class Localizer:
                     (s.offset_seconds + a * s.seconds_per_step, s.offset_seconds + b * s.seconds_per_step, c)
                     for a, b, c in wins
                 )
-        preds = []
-        for q, wins, n in zip(queries, found, n_chunks, strict=True):
+        preds: list[Prediction] = []
+        for q, wins, n, (total, count) in zip(queries, found, n_chunks, curves, strict=True):
             arr = np.array(wins, dtype=np.float64).reshape(-1, 3)
             if n > 1 and len(arr):
                 arr = soft_nms(arr, dc.sigma)
             arr = arr[np.argsort(-arr[:, 2], kind="stable")]
             if dc.event_snap_seconds and events is not None and q.vid in events:
                 arr = snap_to_events(arr, events[q.vid], dc.event_snap_seconds)
+            if spans_wanted:
+                arr = self._with_spans(arr, total / np.maximum(count, 1), cache.get(q.vid), q.duration, dc)
+            if dc.similarity_weight and len(arr):
+                texts = [q.query, *variants.get(str(q.qid), ())]
+                arr = self._rescore(arr, texts, cache.get(q.vid), dc)
             arr = arr[:top_k]
             windows = tuple((float(a), float(min(b, q.duration)), float(c)) for a, b, c in arr)
             preds.append(Prediction(q.qid, q.vid, windows, q.query))
         model.train(was_training)
         return preds
+
+    @staticmethod
+    def _empty_curves(grid: StepFeatures, phrasings: int) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """Per phrasing, a running sum of saliency over the video's steps, and how many chunks added."""
+        return np.zeros((phrasings, len(grid.features))), np.zeros(len(grid.features))
+
+    @staticmethod
+    def _with_spans(
+        regressed: NDArray[np.float64],
+        curves: NDArray[np.float64],
+        grid: StepFeatures,
+        duration: float,
+        dc: DecodeConfig,
+    ) -> NDArray[np.float64]:
+        """Spans of each phrasing's saliency curve (pooled, best first, near-duplicates dropped), alone
+        or ranked above the regressed windows; a span scores 1 + its VTG score, a regressed window its
+        probability, so the order is spans first."""
+        cfg = SpanSettings(dc.span_bins, dc.span_top_k, dc.span_gap_steps, dc.span_nms)
+        found = nms([s for c in curves for s in spans(normalise(c), cfg)], cfg.nms_threshold)
+        rows = [
+            (grid.start + a * grid.step, min(grid.start + (b + 1) * grid.step, duration), 1.0 + sc)
+            for a, b, sc in found
+        ]
+        span_arr = np.array(rows, dtype=np.float64).reshape(-1, 3)
+        if dc.windows_from == "saliency":
+            return span_arr
+        both = np.concatenate([span_arr, regressed])
+        kept: list[int] = []
+        for i in range(len(both)):
+            if not kept or iou_cross(both[kept, :2], both[i : i + 1, :2]).max() < dc.span_nms:
+                kept.append(i)
+        return both[kept]
+
+    def _rescore(
+        self, windows: NDArray[np.float64], texts: Sequence[str], grid: StepFeatures, dc: DecodeConfig
+    ) -> NDArray[np.float64]:
+        """Windows re-ranked by score + w * inside-minus-outside similarity of the texts (mean over
+        phrasings) with the step features."""
+        tower = self.model.tower
+        if tower.dim != grid.features.shape[1]:
+            raise PseudoError(
+                f"decode.similarity_weight needs features in the text tower's space ({tower.dim} dimensions), but "
+                f"these have {grid.features.shape[1]}; set decode.similarity_weight to 0"
+            )
+        emb = tower.embed_texts(list(texts)).float().cpu().numpy()
+        f = grid.features / np.maximum(np.linalg.norm(grid.features, axis=1, keepdims=True), 1e-12)
+        e = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+        centres = (grid.start + (np.arange(len(f)) + 0.5) * grid.step).astype(np.float64)
+        contrast = window_contrast(
+            e.astype(np.float64) @ f.T.astype(np.float64), centres, windows[:, :2], dc.similarity_outside
+        )
+        out = windows.copy()
+        out[:, 2] = windows[:, 2] + dc.similarity_weight * contrast.mean(axis=0)
+        return out[np.argsort(-out[:, 2], kind="stable")]
 
     @staticmethod
     def _decode_groups(

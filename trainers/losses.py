@@ -95,6 +95,28 @@ def diou_loss(pred_offsets: Tensor, target_offsets: Tensor, eps: float = 1e-8) -
     return 1 - iou + rho**2 / enclosing.clamp(min=eps) ** 2
 
 
+def inside_targets(steps: int, windows: list[Tensor], device: torch.device) -> Tensor:
+    """(B, T) 1.0 where step ``t``'s centre ``t + 0.5`` lies inside one of the row's windows (in steps)."""
+    centres = torch.arange(steps, device=device, dtype=torch.float32) + 0.5
+    out = torch.zeros(len(windows), steps, device=device)
+    for b, gt in enumerate(windows):
+        gt = gt.to(device, torch.float32).reshape(-1, 2)
+        if len(gt):
+            out[b] = ((centres[:, None] >= gt[:, 0]) & (centres[:, None] < gt[:, 1])).any(dim=1).float()
+    return out
+
+
+def saliency_loss(saliency: Tensor, mask: Tensor, windows: list[Tensor]) -> Tensor:
+    """Mean binary cross-entropy over valid steps, positives and negatives weighted equally per row."""
+    target = inside_targets(saliency.shape[1], windows, saliency.device)
+    valid = mask.bool().to(saliency.dtype)
+    pos = target * valid
+    neg = (1 - target) * valid
+    w = pos / pos.sum(1, keepdim=True).clamp(min=1) + neg / neg.sum(1, keepdim=True).clamp(min=1)
+    bce = F.binary_cross_entropy_with_logits(saliency.float(), target, reduction="none")
+    return (bce * w).sum() / (2 * len(windows))
+
+
 def localizer_loss(
     out: LocalizerOutput,
     windows: list[Tensor],
@@ -104,9 +126,11 @@ def localizer_loss(
     center_radius: float = 1.5,
     alpha: float = 0.25,
     gamma: float = 2.0,
+    saliency_weight: float = 1.0,
 ) -> tuple[Tensor, dict[str, float]]:
     """Focal loss on every valid point, plus DIoU and L1 on the stride-normalised offsets of the
-    positives, each divided by the number of positives. Returns the total and its parts."""
+    positives, each divided by the number of positives; with a saliency head, binary cross-entropy
+    of every valid step against "its centre lies inside a window". Returns the total and its parts."""
     cls_target, reg_target, positive = assign_targets(
         out.points, out.strides, out.ranges, out.mask, windows, center_radius
     )
@@ -118,7 +142,12 @@ def localizer_loss(
     diou = diou_loss(pred, target).sum() / npos
     l1 = (pred / stride - target / stride).abs().sum() / npos
     total = cls_weight * cls + diou_weight * diou + l1_weight * l1
+    sal = torch.zeros((), device=out.logits.device)
+    if out.saliency is not None:
+        sal = saliency_loss(out.saliency, out.mask[:, : out.saliency.shape[1]], windows)
+        total = total + saliency_weight * sal
     parts = {
+        "saliency": float(sal.detach()),
         "cls": float(cls.detach()),
         "diou": float(diou.detach()),
         "l1": float(l1.detach()),

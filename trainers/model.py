@@ -56,6 +56,11 @@ class LocalizerConfig(BaseModel):
     ctx_init: str | None = "a video of"
     max_query_tokens: Annotated[int, Field(ge=3)] = 32
     similarity_channel: bool = True
+    #: also feed the cosine of each step with the plain (unprompted) query embedding, raw and min-max
+    #: normalised over the video (VTG-GPT's relevance curve), when features share the tower's space
+    plain_similarity: bool = False
+    #: a per-step saliency head (is this step inside the moment?), trained with BCE (Moment-DETR style)
+    saliency_head: bool = False
 
     @model_validator(mode="after")
     def _check(self) -> Self:
@@ -81,6 +86,8 @@ class LocalizerOutput:
     to the moment's start and end, in input steps. points: (N,) point centres in input steps.
     strides: (N,) level stride in input steps. ranges: (N, 2) regression range of the point's level,
     in input steps. mask: (B, N) bool, points over valid video. lengths: (B,) valid length in steps.
+    saliency: (B, T) per-step "inside the moment" logits (with ``saliency_head``). similarity: (B, T)
+    cosine of each step with the plain query embedding (with ``plain_similarity``).
     """
 
     logits: Tensor
@@ -90,6 +97,17 @@ class LocalizerOutput:
     ranges: Tensor
     mask: Tensor
     lengths: Tensor
+    saliency: Tensor | None = None
+    similarity: Tensor | None = None
+
+
+def minmax(x: Tensor, mask: Tensor) -> Tensor:
+    """Each row of ``x`` (B, T) scaled to [0, 1] over its valid steps (a flat row becomes 0)."""
+    big = torch.finfo(x.dtype).max
+    lo = x.masked_fill(~mask, big).min(dim=1, keepdim=True).values
+    hi = x.masked_fill(~mask, -big).max(dim=1, keepdim=True).values
+    out = (x - lo) / (hi - lo).clamp(min=1e-6)
+    return out.masked_fill(~mask, 0.0)
 
 
 def sinusoidal_positions(length: int, dim: int, device: torch.device) -> Tensor:
@@ -177,6 +195,9 @@ class MomentLocalizer(nn.Module):
         # when the video features live in the text tower's space (CLIP image/text, caption/MiniLM),
         # the cosine of each step with the prompted query is a strong cue: fed in as one channel
         self.sim_proj: nn.Linear | None = nn.Linear(1, d) if cfg.similarity_channel and tower.dim == video_dim else None
+        self.plain_proj: nn.Linear | None = nn.Linear(2, d) if cfg.plain_similarity and tower.dim == video_dim else None
+        self.saliency: Head | None = Head(d, 1) if cfg.saliency_head else None
+        self._plain_cache: dict[str, Tensor] = {}
         self.video_norm = nn.LayerNorm(d)
         self.dropout = nn.Dropout(cfg.dropout)
         self.text_proj = nn.Linear(tower.dim, d)
@@ -204,6 +225,15 @@ class MomentLocalizer(nn.Module):
     @property
     def tower(self) -> TextTower:
         return self.prompt.tower
+
+    def plain_embeddings(self, texts: Sequence[str]) -> Tensor:
+        """The frozen tower's plain sentence embeddings (B, dim), each text embedded once per model
+        (the tower never trains, so they never change; training sees every label once an epoch)."""
+        missing = [t for t in dict.fromkeys(texts) if t not in self._plain_cache]
+        if missing:
+            emb = self.tower.embed_texts(missing).detach().float().cpu()
+            self._plain_cache.update(zip(missing, emb, strict=True))
+        return torch.stack([self._plain_cache[t] for t in texts])
 
     def trainable_parameters(self) -> list[str]:
         """Names of the parameters that train (context vectors, meta-net, temporal/fusion/heads)."""
@@ -239,11 +269,17 @@ class MomentLocalizer(nn.Module):
         if self.sim_proj is not None:
             sim = F.cosine_similarity(video, pooled.unsqueeze(1).to(video.dtype), dim=-1)  # (B, T)
             x = x + self.sim_proj(sim.unsqueeze(-1))
+        plain_sim = None
+        if self.plain_proj is not None:
+            plain = self.plain_embeddings(texts).to(video.device)
+            plain_sim = F.cosine_similarity(video, plain.unsqueeze(1).to(video.dtype), dim=-1)  # (B, T)
+            x = x + self.plain_proj(torch.stack([plain_sim, minmax(plain_sim, video_mask)], dim=-1))
         x = self.dropout(self.video_norm(x))
         x = self._fuse(x, tokens, text_mask, pooled)
         if self.encoder is not None:
             x = self.encoder(x, src_key_padding_mask=~video_mask)
         feat = (x * m).transpose(1, 2)  # (B, d, T)
+        saliency = self.saliency(feat, video_mask)[:, 0] if self.saliency is not None else None
 
         mask = video_mask
         logits, offsets, masks, points, strides, ranges = [], [], [], [], [], []
@@ -267,4 +303,6 @@ class MomentLocalizer(nn.Module):
             ranges=torch.cat(ranges),
             mask=torch.cat(masks, 1),
             lengths=video_mask.sum(1).to(torch.float32),
+            saliency=saliency,
+            similarity=plain_sim,
         )

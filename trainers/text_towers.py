@@ -73,6 +73,14 @@ class TextTower(nn.Module, ABC):
         ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
         return [int(i) for i in ids]
 
+    @torch.no_grad()
+    def embed_texts(self, texts: Sequence[str]) -> Tensor:
+        """The tower's own sentence embeddings (B, dim) of plain texts (no prompt): for CLIP the
+        projected end token, for a sentence encoder the mean of its last hidden states."""
+        ids, mask = self.tokenize(texts, self.max_positions)
+        _, pooled = self.encode(self.embed_tokens(ids), mask)
+        return pooled
+
     @abstractmethod
     def embed_tokens(self, ids: Tensor) -> Tensor:
         """Word embeddings (B, L, embed_dim) of token ids (B, L), before any position embedding."""

@@ -17,72 +17,14 @@ For one query on one video known through its clip captions:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
-import numpy as np
-from numpy.typing import NDArray
+__all__ = ["SpanSettings", "nms", "normalise", "spans", "vtggpt_predictions"]
 
 from pseudo.backbones import Backbone
+from pseudo.curves import SpanSettings, nms, normalise, spans
 from pseudo.data.store import FeatureSource
-from pseudo.metrics.iou import iou_cross
 from pseudo.records import Prediction, Query
 from pseudo.similarity import step_similarity
-
-Span = tuple[int, int, float]  # first clip, last clip (inclusive), score
-
-
-@dataclass(frozen=True)
-class SpanSettings:
-    num_bins: int = 10
-    top_k: int = 8
-    gap: int = 6
-    nms_threshold: float = 0.95
-
-
-def normalise(scores: NDArray[np.float64]) -> NDArray[np.float64]:
-    """Min-max to [0, 1]; a flat curve (every clip alike) becomes all zeros."""
-    lo, hi = float(scores.min()), float(scores.max())
-    if hi - lo <= 0:
-        return np.zeros_like(scores)
-    out: NDArray[np.float64] = (scores - lo) / (hi - lo)
-    return out
-
-
-def spans(scores: NDArray[np.float64], cfg: SpanSettings = SpanSettings()) -> list[Span]:
-    """Steps 3-5 on one normalised curve, best first."""
-    counts, edges = np.histogram(scores, bins=cfg.num_bins, range=(0, 1))
-    threshold = 0.0
-    for i in range(len(counts) - 1, -1, -1):
-        if counts[i:].sum() >= cfg.top_k:
-            threshold = float(edges[i])
-            break
-    kept = np.flatnonzero(scores > threshold)
-    if kept.size == 0:
-        return []
-    groups: list[list[int]] = [[int(kept[0])]]
-    for c in kept[1:]:
-        if c - groups[-1][-1] <= cfg.gap:
-            groups[-1].append(int(c))
-        else:
-            groups.append([int(c)])
-    total = sum(len(g) for g in groups)
-    out = [(min(g), max(g), 0.5 * len(g) / total + 0.5 * float(np.mean(scores[g]))) for g in groups]
-    return sorted(out, key=lambda s: -s[2])
-
-
-def nms(found: Sequence[Span], threshold: float) -> list[Span]:
-    """Greedy NMS on clip spans: a span goes when its IoU with a kept, better one reaches ``threshold``."""
-    rest = sorted(found, key=lambda s: -s[2])
-    keep: list[Span] = []
-    while rest:
-        best = rest.pop(0)
-        keep.append(best)
-        if rest:
-            a = np.array([[best[0], best[1]]], dtype=np.float64)
-            b = np.array([[s[0], s[1]] for s in rest], dtype=np.float64)
-            ious = iou_cross(b, a)[:, 0]
-            rest = [s for s, v in zip(rest, ious, strict=True) if v < threshold]
-    return keep
 
 
 def vtggpt_predictions(
@@ -90,10 +32,11 @@ def vtggpt_predictions(
     features: FeatureSource,
     encoder: Backbone,
     variants: Mapping[str, Sequence[str]] | None = None,
-    cfg: SpanSettings = SpanSettings(),
+    cfg: SpanSettings | None = None,
     top_k: int = 10,
 ) -> list[Prediction]:
     """Ranked windows per query (clip spans in seconds on the features' own step grid)."""
+    cfg = cfg or SpanSettings()
     variants = variants or {}
     texts = [[q.query, *variants.get(str(q.qid), ())] for q in queries]
     flat = [t for ts in texts for t in ts]

@@ -21,7 +21,7 @@ from pseudo.captions.sources import CaptionSource
 from pseudo.captions.text import dedup, join_in_time, simplify_many
 from pseudo.data.store import VideoFeatures
 from pseudo.records import Proposal, Query
-from pseudo.similarity import contrast_scores
+from pseudo.similarity import contrast_scores, step_similarity
 
 
 class QueryConfig(BaseModel):
@@ -41,6 +41,13 @@ class QueryConfig(BaseModel):
     join_max_captions: Annotated[int, Field(ge=2)] = 3
     unique_per_video: bool = True
     max_per_video: Annotated[int | None, Field(ge=1)] = None
+    #: also label the other places where the query holds: runs of steps outside the proposal whose
+    #: similarity to the query is at least ``repeat_ratio`` times its mean inside the proposal (QVHighlights
+    #: queries often hold at several moments); needs the features and a text encoder in their space
+    repeat_windows: bool = False
+    repeat_ratio: Annotated[float, Field(gt=0)] = 1.0
+    repeat_gap_steps: Annotated[int, Field(ge=0)] = 1
+    repeat_max: Annotated[int, Field(ge=1)] = 4
 
 
 def frame_times(start: float, end: float, cfg: QueryConfig) -> list[float]:
@@ -49,6 +56,33 @@ def frame_times(start: float, end: float, cfg: QueryConfig) -> list[float]:
         return [(start + end) / 2]
     step = (end - start) / cfg.num_frames
     return [start + (i + 0.5) * step for i in range(cfg.num_frames)]
+
+
+def repeat_windows(
+    text_emb: NDArray[np.float32], feats: VideoFeatures, window: tuple[float, float], cfg: QueryConfig
+) -> list[tuple[float, float]]:
+    """Other windows where the text holds: maximal runs (gaps of up to ``repeat_gap_steps`` closed) of
+    steps outside ``window`` at least ``repeat_ratio`` times as similar to the text as the steps inside
+    it are on average; the longest ``repeat_max`` of them, in time order."""
+    sims = step_similarity(text_emb[None, :], feats)[0]
+    ts = feats.timestamps
+    inside = (ts >= window[0]) & (ts < window[1])
+    if not inside.any():
+        return []
+    bounds = feats.boundaries()
+    near = (ts >= window[0] - 1e-9) & (ts < window[1] + 1e-9)
+    hot = (sims >= cfg.repeat_ratio * sims[inside].mean()) & ~inside
+    runs: list[list[int]] = []
+    for t in np.flatnonzero(hot):
+        if runs and t - runs[-1][-1] <= cfg.repeat_gap_steps + 1:
+            runs[-1].append(int(t))
+        else:
+            runs.append([int(t)])
+    # a run that reaches the proposal belongs to it, not to another moment
+    edge = {int(np.flatnonzero(near)[0]) - 1, int(np.flatnonzero(near)[-1]) + 1}
+    runs = [r for r in runs if not edge & set(range(r[0], r[-1] + 1))]
+    runs = sorted(sorted(runs, key=lambda r: -(r[-1] - r[0]))[: cfg.repeat_max])
+    return [(float(bounds[r[0]]), float(bounds[r[-1] + 1])) for r in runs]
 
 
 def build_pseudo_queries(
@@ -117,7 +151,10 @@ def build_pseudo_queries(
             },
         }
         window = (prop.start, prop.end)
-        out.append(Query(f"{vid}#{pid}", vid, duration, query, (window,), "pseudo", meta))
+        windows = [window]
+        if cfg.repeat_windows and feats is not None and text in emb:
+            windows += repeat_windows(emb[text], feats, window, cfg)
+        out.append(Query(f"{vid}#{pid}", vid, duration, query, tuple(windows), "pseudo", meta))
         if cfg.max_per_video and len(out) >= cfg.max_per_video:
             break
     return out

@@ -41,8 +41,23 @@ def _root(
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
     ] = False,
+    threads: Annotated[
+        str,
+        typer.Option(
+            "--threads",
+            envvar="PSEUDO_THREADS",
+            help="Torch CPU threads: a number, or auto (one per core that other work leaves free).",
+        ),
+    ] = "auto",
 ) -> None:
     """Video moment retrieval without human timestamps."""
+    from pseudo.backbones.base import set_threads
+    from pseudo.settings import ConfigError
+
+    if threads != "auto" and not (threads.isdigit() and int(threads) >= 1):
+        print_error(str(ConfigError(f"--threads must be auto or a whole number of at least 1, got {threads!r}")))
+        raise typer.Exit(2)
+    set_threads("auto" if threads == "auto" else int(threads))
 
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]

@@ -1,0 +1,113 @@
+"""The saliency head and what uses it: its targets and loss, spans of its curve (VTG-GPT's rule) as
+windows, and pseudo-labels with every place where their query holds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import pseudo
+from pseudo.captions.queries import QueryConfig, repeat_windows
+from pseudo.data.benchmarks import load_qvh_jsonl
+from pseudo.data.store import FeatureStore, VideoFeatures
+from pseudo.stages.features import build_caption_features, caption_features_config
+from trainers.config import DataConfig, DecodeConfig, TrainConfig
+from trainers.localizer import Localizer, build_model
+from trainers.losses import inside_targets, localizer_loss
+from trainers.model import LocalizerConfig, minmax
+
+SLICE = Path(pseudo.__file__).parent / "assets" / "demo" / "qvhighlights_val_slice"
+
+
+def _cfg(saliency_head: bool = False, plain_similarity: bool = False) -> TrainConfig:
+    model = LocalizerConfig(
+        d_model=32,
+        n_heads=2,
+        n_layers=1,
+        levels=2,
+        max_query_tokens=16,
+        dropout=0.0,
+        saliency_head=saliency_head,
+        plain_similarity=plain_similarity,
+    )
+    return TrainConfig(device="cpu", data=DataConfig(max_len=40), model=model)
+
+
+def test_inside_targets_and_minmax() -> None:
+    t = inside_targets(6, [torch.tensor([[1.0, 3.0]]), torch.tensor([[0.0, 1.0], [4.5, 6.0]])], torch.device("cpu"))
+    assert t.tolist() == [[0, 1, 1, 0, 0, 0], [1, 0, 0, 0, 1, 1]]  # a step counts when its centre is inside
+    x = torch.tensor([[1.0, 3.0, 2.0, 9.0]])
+    mask = torch.tensor([[True, True, True, False]])
+    assert minmax(x, mask).tolist() == [[0.0, 1.0, 0.5, 0.0]]
+
+
+def test_saliency_head_trains_towards_the_windows() -> None:
+    torch.manual_seed(0)
+    model = build_model(_cfg(saliency_head=True, plain_similarity=True), 384)
+    video = torch.randn(2, 12, 384)
+    mask = torch.ones(2, 12, dtype=torch.bool)
+    windows = [torch.tensor([[2.0, 6.0]]), torch.tensor([[7.0, 11.0]])]
+    out = model(video, mask, ["a dog runs", "a man cooks"])
+    assert out.saliency is not None and out.saliency.shape == (2, 12)
+    assert out.similarity is not None and out.similarity.shape == (2, 12)
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    losses = []
+    for _ in range(30):
+        loss, parts = localizer_loss(model(video, mask, ["a dog runs", "a man cooks"]), windows)
+        opt.zero_grad()
+        loss.backward()  # type: ignore[no-untyped-call]
+        opt.step()
+        losses.append(parts["saliency"])
+    assert losses[-1] < 0.5 * losses[0]
+    last = model(video, mask, ["a dog runs", "a man cooks"]).saliency
+    assert last is not None
+    sal = torch.sigmoid(last).detach()
+    assert sal[0, 2:6].mean() > sal[0, 7:].mean() and sal[1, 7:11].mean() > sal[1, :6].mean()
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> FeatureStore:
+    root = tmp_path_factory.mktemp("sal")
+    gts = load_qvh_jsonl([SLICE / "gt.jsonl"])
+    cfg = caption_features_config(SLICE / "captions")
+    build_caption_features(cfg, root / "s", durations={q.vid: q.duration for q in gts})
+    return FeatureStore.load(root / "s")
+
+
+@pytest.mark.parametrize("source", ["saliency", "both"])
+def test_windows_from_saliency_spans(store: FeatureStore, source: str) -> None:
+    torch.manual_seed(0)
+    loc = Localizer(build_model(_cfg(saliency_head=True), 384), _cfg(saliency_head=True))
+    gts = load_qvh_jsonl([SLICE / "gt.jsonl"])
+    dc = DecodeConfig(windows_from=source)  # type: ignore[arg-type]
+    preds = loc.predict(store, gts, decode_cfg=dc, top_k=20)
+    regressed = loc.predict(store, gts, top_k=20)
+    for p, r in zip(preds, regressed, strict=True):
+        scores = [w[2] for w in p.windows]
+        assert scores == sorted(scores, reverse=True)
+        spans = [w for w in p.windows if w[2] >= 1.0]  # spans score 1 + their VTG score
+        assert spans and all(s % 2 == 0 and e % 2 == 0 and s < e for s, e, _ in spans)  # on the 2 s clip grid
+        if source == "both":
+            assert len(p.windows) > len(spans)  # regressed windows follow
+            assert {w[:2] for w in p.windows if w[2] < 1.0} <= {w[:2] for w in r.windows}
+        else:
+            assert len(p.windows) == len(spans)
+    no_head = Localizer(build_model(_cfg(), 384), _cfg())
+    with pytest.raises(pseudo.errors.PseudoError, match="no saliency head"):
+        no_head.predict(store, gts[:1], decode_cfg=dc)
+
+
+def test_repeat_windows_find_the_other_places_a_text_holds() -> None:
+    a, b = np.eye(4)[0], np.eye(4)[1]
+    rows = [a] * 4 + [b] * 4 + [a] * 2 + [b] * 3 + [a] * 3
+    feats = VideoFeatures("v", np.stack(rows).astype(np.float32), np.arange(16, dtype=np.float64) * 2 + 1, 32.0)
+    cfg = QueryConfig(repeat_windows=True)
+    assert repeat_windows(a.astype(np.float32), feats, (0.0, 8.0), cfg) == [(16.0, 20.0), (26.0, 32.0)]
+    assert repeat_windows(a.astype(np.float32), feats, (0.0, 8.0), cfg.model_copy(update={"repeat_max": 1})) == [
+        (26.0, 32.0)
+    ]  # the longest
+    # a run that touches the proposal is part of it, not another moment
+    assert repeat_windows(b.astype(np.float32), feats, (8.0, 14.0), cfg) == [(20.0, 26.0)]
