@@ -10,7 +10,7 @@ export TRANSFORMERS_OFFLINE := 1
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[cpu,dev]'
+	$(BIN)/pip install --quiet -e '.[cpu,dev,ray]'
 	touch $@
 
 install: $(BIN)/.installed

@@ -43,7 +43,7 @@ from pseudo.recipe import DatasetRef, EvalTarget, Recipe, VideoSet
 from pseudo.settings import code_version, diff_settings, dump_yaml, settings_hash
 from pseudo.stages.features import build_caption_features, build_features, video_set_fingerprint
 from pseudo.stages.labels import LabelsConfig, label_stats, run_captions, run_weak
-from pseudo.stages.localize import load_events, predict_split, split_queries, train_localizer
+from pseudo.stages.localize import load_events, predict_split, relabel, split_queries, train_localizer
 from pseudo.stages.per_video import RunSummary
 from pseudo.stages.proposals import run_proposals
 from trainers.localizer import Localizer, run_checkpoint
@@ -213,7 +213,10 @@ class Pipeline:
         for name in sorted(needs_proposals, key=lambda n: (n != "train", n)):
             self._add(steps, self._proposals_step(name, sets[name]))
         self._add(steps, self._labels_step(sets["train"]))
-        self._add(steps, self._train_step(targets))
+        for round_ in range(self.recipe.self_training.rounds):
+            self._add(steps, self._train_step(targets, round_=round_))
+            self._add(steps, self._relabel_step(round_ + 1))
+        self._add(steps, self._train_step(targets, round_=self.recipe.self_training.rounds))
         for target in targets:
             self._add(steps, self._predict_step(target))
             self._add(steps, self._eval_step(target))
@@ -260,7 +263,13 @@ class Pipeline:
                     dur = {q.vid: q.duration for q in queries}
                 with progress_bar(f"caption features ({name})") as bar:
                     summary = build_caption_features(
-                        cfg, out, vids=self._only(vs), durations=dur, on_start=bar.start, on_video=bar.advance
+                        cfg,
+                        out,
+                        vids=self._only(vs),
+                        durations=dur,
+                        on_start=bar.start,
+                        on_video=bar.advance,
+                        engine=self.recipe.engine,
                     )
                 return _summary(summary, f"features ({name})")
 
@@ -274,7 +283,13 @@ class Pipeline:
         def run_video_features() -> dict[str, Any]:
             with progress_bar(f"features ({name})") as bar:
                 summary = build_features(
-                    vs.video_dir or "", out, vcfg, vids=self._only(vs), on_start=bar.start, on_video=bar.advance
+                    vs.video_dir or "",
+                    out,
+                    vcfg,
+                    vids=self._only(vs),
+                    on_start=bar.start,
+                    on_video=bar.advance,
+                    engine=self.recipe.engine,
                 )
             return _summary(summary, f"features ({name})")
 
@@ -302,7 +317,13 @@ class Pipeline:
             provenance = {"features_dir": str(self.outputs[f"features:{name}"])}
             with progress_bar(f"proposals ({name})") as bar:
                 summary = run_proposals(
-                    source, cfg, out, provenance=provenance, on_start=bar.start, on_video=bar.advance
+                    source,
+                    cfg,
+                    out,
+                    provenance=provenance,
+                    on_start=bar.start,
+                    on_video=bar.advance,
+                    engine=self.recipe.engine,
                 )
             return _summary(summary, f"proposals ({name})")
 
@@ -367,7 +388,13 @@ class Pipeline:
         def run_pseudo_labels() -> dict[str, Any]:
             with progress_bar("pseudo-labels") as bar:
                 summary, labels = run_captions(
-                    props_path, out, cfg, self.features_source("train"), on_start=bar.start, on_video=bar.advance
+                    props_path,
+                    out,
+                    cfg,
+                    self.features_source("train"),
+                    on_start=bar.start,
+                    on_video=bar.advance,
+                    engine=self.recipe.engine,
                 )
             stats = label_stats(labels)
             return {
@@ -388,10 +415,50 @@ class Pipeline:
             cfg["optim"].pop(k)
         return cfg
 
-    def _train_step(self, targets: Sequence[EvalTarget]) -> Step:
+    def _relabel_step(self, round_: int) -> Step:
+        """Round ``round_`` of self-training: the previous round's localizer relabels its labels."""
+        st = self.recipe.self_training
+        settings = {
+            "round": round_,
+            "max_windows": st.max_windows,
+            "ratio": st.ratio,
+            "decode": self.recipe.decode.model_dump(mode="json"),
+        }
+        h = settings_hash(settings, self.hashes[f"train:round{round_ - 1}"])
+        out = self.work / "labels" / f"self-{_short(h)}.jsonl"
+        previous_files = list(self.label_files)
+        run_dir = self.outputs[f"train:round{round_ - 1}"]
+
+        def run() -> dict[str, Any]:
+            localizer = Localizer.from_run(run_dir, self.recipe.device)
+            events = load_events(self.outputs["proposals:train"]) if "proposals:train" in self.outputs else None
+            labels = relabel(
+                localizer,
+                previous_files,
+                self.outputs["features:train"],
+                out,
+                events=events if self.recipe.decode.event_snap_seconds else None,
+                max_windows=st.max_windows,
+                ratio=st.ratio,
+                clip_seconds=self._video_sets()["train"].clip_seconds,
+                select=round_ == 1,
+                decode_cfg=self.recipe.decode,
+            )
+            return {
+                "labels": len(labels),
+                "windows_per_label": round(sum(len(q.windows) for q in labels) / max(1, len(labels)), 3),
+            }
+
+        self.label_files = [str(out)]
+        self.hashes["labels"] = h
+        return Step("train", f"labels:round{round_}", h, out, settings, run, f"self-training labels (round {round_})")
+
+    def _train_step(self, targets: Sequence[EvalTarget], round_: int = 0) -> Step:
         ident = self.train_identity()
         h = settings_hash(ident, self.hashes["labels"], self.hashes["features:train"])
         out = self.work / "runs" / _short(h)
+        final = round_ == self.recipe.self_training.rounds
+        label_files = list(self.label_files)
 
         def run() -> dict[str, Any]:
             resume = (out / "checkpoints" / "last.pt").is_file()
@@ -400,13 +467,14 @@ class Pipeline:
             evaluate_cb = self._eval_callback(targets[0]) if targets and self.recipe.optim.eval_epochs else None
             result = train_localizer(
                 self.recipe.train_config(),
-                self.label_files,
+                label_files,
                 self.outputs["features:train"],
                 out,
                 resume=resume,
                 clip_seconds=self._video_sets()["train"].clip_seconds,
-                evaluate=evaluate_cb,
+                evaluate=evaluate_cb if final else None,
                 on_log=self.on_train_log,
+                select=round_ == 0,
             )
             return {
                 "steps": result.steps,
@@ -414,6 +482,10 @@ class Pipeline:
                 "skipped_labels": result.skipped_queries,
             }
 
+        if not final:
+            key = f"train:round{round_}"
+            self.outputs[key], self.hashes[key] = out, h
+            return Step("train", key, h, out, {"train": ident, "round": round_}, run, f"train (round {round_})")
         return Step("train", "train", h, out, {"train": ident}, run, "train")
 
     def localizer(self) -> Localizer:
@@ -445,6 +517,7 @@ class Pipeline:
         settings = {
             "target": target.model_dump(mode="json"),
             "decode": r.decode.model_dump(mode="json"),
+            "decode_from": "recipe",  # predictions made before the recipe's decode was applied are stale
             "top_k": r.optim.top_k,
         }
         inputs = [self.hashes["train"], self.hashes[f"features:{target.videos}"]]
@@ -471,6 +544,7 @@ class Pipeline:
                 data_root=self.data_root,
                 limit=target.limit,
                 variants=target.variants,
+                decode_overrides=r.decode.model_dump(),  # the recipe's decoding, not the checkpoint's
             )
             return {"predictions": len(preds)}
 

@@ -37,6 +37,7 @@ from pseudo.data.paths import find_data_root
 from pseudo.errors import PseudoError
 from pseudo.settings import ConfigError, Layered, deep_merge, load_layers, validate_layered
 from pseudo.stages.features import DEFAULT_ENCODER, CaptionFeaturesConfig, FeaturesConfig
+from pseudo.stages.per_video import Engine
 from pseudo.video import SamplingConfig
 from trainers.config import DataConfig, DecodeConfig, OptimConfig, TrainConfig
 from trainers.model import LocalizerConfig
@@ -142,6 +143,17 @@ class EvalTarget(_Strict):
         return f"{self.dataset}_{self.split}"
 
 
+class SelfTraining(_Strict):
+    """Rounds of self-training: the localizer of the last round relabels its own training labels (each
+    pseudo-query gets the windows the localizer finds for it on its video, decoded as ``decode`` says,
+    no query variants), and a new localizer trains on them. ``max_windows``: windows kept per label,
+    the best first and the others while their score is at least ``ratio`` times the best's."""
+
+    rounds: Annotated[int, Field(ge=0)] = 0
+    max_windows: Annotated[int, Field(ge=1)] = 1
+    ratio: Annotated[float, Field(gt=0, le=1)] = 0.9
+
+
 class SyntheticData(_Strict):
     """The synthetic task of :mod:`pseudo.data.synthetic`, made in the work directory."""
 
@@ -166,6 +178,9 @@ class Recipe(_Strict):
     model: LocalizerConfig = LocalizerConfig()
     optim: OptimConfig = OptimConfig()
     decode: DecodeConfig = DecodeConfig()
+    self_training: SelfTraining = SelfTraining()
+    #: where the per-video stages run (local, or a Ray cluster); never changes their outputs
+    engine: Engine = Engine()
     eval: list[EvalTarget] = []
 
     @model_validator(mode="after")

@@ -167,3 +167,54 @@ def test_predict_snaps_to_the_clip_grid_and_events(pipeline: Path, tmp_path: Pat
     assert any(abs(t / 2 - round(t / 2)) > 1e-3 for t in raw_ends), "without snapping, boundaries are regressed"
     result = evaluate(preds, "jsonl", "custom", gt_files=[SLICE / "gt.jsonl"], protocol="qvhighlights")
     assert set(result.metrics) >= {"R1@0.5", "R1@0.7", "mAP@0.5", "mAP@0.75", "mAP", "mIoU"}
+
+
+def test_one_self_training_round(tmp_path: Path) -> None:
+    """Round 0 trains on the pseudo-labels, relabels them with its own windows, round 1 trains on those;
+    the relabelled file holds the same labels (no GT window enters) with the localizer's windows."""
+    gt = SLICE / "gt.jsonl"
+    recipe = _recipe(
+        tmp_path / "st.yaml",
+        f"{{captions: {SLICE / 'captions'}, durations: {{dataset: jsonl, split: custom, files: [{gt}]}}}}",
+        "{kind: pseudo}",
+    )
+    out = _train(recipe, tmp_path / "w", "--set", "self_training={rounds: 1, max_windows: 2, ratio: 0.5}")
+    keys = [s["key"] for s in out["steps"]]
+    assert keys.index("train:round0") < keys.index("labels:round1") < keys.index("train")
+    status = {s["key"]: s["status"] for s in out["steps"]}
+    assert status["labels:round1"] == status["train"] == "built"
+    step = next(s for s in out["steps"] if s["key"] == "labels:round1")
+    relabelled = load_qvh_jsonl([Path(step["out"])])
+    assert relabelled and all(q.source == "pseudo" and 1 <= len(q.windows) <= 2 for q in relabelled)
+    before = [tuple(map(tuple, q.meta["self_training"]["windows_before"])) for q in relabelled]
+    assert any(q.windows != b for q, b in zip(relabelled, before, strict=True)), "the localizer moved some windows"
+    gt_windows = {tuple(w) for q in load_qvh_jsonl([gt]) for w in q.windows}
+    assert sum(w in gt_windows for q in relabelled for w in q.windows) < len(relabelled) // 4
+    assert out["metrics"]["jsonl_custom"]["R1@0.5"] >= 0
+
+
+def test_the_recipes_decode_reaches_the_predictions_without_retraining(pipeline: Path, tmp_path: Path) -> None:
+    """A decode setting changed in the recipe re-predicts with it (the checkpoint's own decode settings
+    are those of training time) and reuses the trained run."""
+    recipe = _recipe(
+        tmp_path / "files.yaml",
+        f"{{features: {pipeline / 'store'}}}",
+        f"{{kind: files, files: [{pipeline / 'pseudo.jsonl'}]}}",
+    )
+    first = _train(recipe, tmp_path / "w")
+    again = _train(
+        recipe, tmp_path / "w", "--set", "decode.snap_to_steps=false", "--set", "decode.event_snap_seconds=0"
+    )
+    status = {s["key"]: s["status"] for s in again["steps"]}
+    assert status["train"] == "current" and status["predict:jsonl_custom"] == "built"
+
+    def ends(out: dict[str, Any]) -> list[float]:
+        step = next(s for s in out["steps"] if s["key"] == "predict:jsonl_custom")
+        return [
+            w[1]
+            for rec in map(json.loads, Path(step["out"]).read_text().splitlines())
+            for w in rec["pred_relevant_windows"]
+        ]
+
+    assert all(abs(t / 2 - round(t / 2)) < 1e-6 for t in ends(first)), "the recipe snaps to the 2 s grid"
+    assert any(abs(t / 2 - round(t / 2)) > 1e-3 for t in ends(again)), "unsnapped: regressed boundaries"

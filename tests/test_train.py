@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -158,8 +159,8 @@ def test_zero_shot_localize_on_a_synthetic_video(tmp_path: Path) -> None:
 
 
 def test_ddp_through_torchrun_on_cpu(tmp_path: Path) -> None:
-    """Two processes with the gloo backend: the same code path torchrun uses on GPUs (and on several
-    nodes). The stages before training are built once first, as on a cluster."""
+    """torchrun's multi-node launch (two nodes of one process each, here on one machine, gloo): the
+    stages before training are built once first, as on a cluster, and both ranks read that store."""
     recipe = tmp_path / "r.yaml"
     recipe.write_text(
         (RECIPES / "tiny_cpu.yaml").read_text().replace("n_train: 160, n_eval: 40", "n_train: 24, n_eval: 4")
@@ -171,8 +172,35 @@ def test_ddp_through_torchrun_on_cpu(tmp_path: Path) -> None:
     early = subprocess.run(under_torchrun, capture_output=True, text=True, env=env, timeout=240)
     assert early.returncode != 0 and "--until labels" in early.stderr, early.stderr[-2000:]
     subprocess.run([sys.executable, "-m", "pseudo", *args, "--until", "labels"], check=True, env=env, timeout=120)
-    proc = subprocess.run(under_torchrun, capture_output=True, text=True, env=env, timeout=240)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    # the multi-node launch, with two "nodes" on this machine: one process each, rank 0 the rendezvous
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    nodes = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "torch.distributed.run",
+                "--nnodes=2",
+                "--nproc-per-node=1",
+                f"--node-rank={rank}",
+                "--master-addr=127.0.0.1",
+                f"--master-port={port}",
+                "-m",
+                "pseudo",
+                *args,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for rank in (0, 1)
+    ]
+    for node in nodes:
+        _, err = node.communicate(timeout=240)
+        assert node.returncode == 0, err[-3000:]
     index = json.loads((work / "stages.json").read_text())["steps"]
     run = Path(index["train"]["out"])
     metrics = json.loads((run / "metrics.json").read_text())

@@ -308,11 +308,13 @@ def train(
     evaluate: Callable[[Localizer], dict[str, float]] | None = None,
     labels_name: str = "the labels",
     features_name: str = "the features",
+    select: bool = True,
 ) -> TrainResult:
     """Train a localizer on ``labels`` (selected here by ``cfg.data``) over ``features`` into ``run_dir``.
 
     ``evaluate`` scores the model (after ``optim.eval_epochs`` and at the end); ``stop_after_steps``
-    ends early, after a checkpoint, as a killed run would. The names are for error messages."""
+    ends early, after a checkpoint, as a killed run would; ``select=False`` trains on the labels as
+    given (already selected, e.g. relabelled by self-training). The names are for error messages."""
     device = resolve_device(cfg.device)
     dist_info = _init_distributed(device)
     run = Path(run_dir)
@@ -325,7 +327,11 @@ def train(
     opt_cfg = cfg.optim
     seed_everything(opt_cfg.seed)
 
-    selected = select_labels(labels, cfg.data.max_label_seconds, cfg.data.labels_per_video, cfg.data.min_label_seconds)
+    selected = (
+        select_labels(labels, cfg.data.max_label_seconds, cfg.data.labels_per_video, cfg.data.min_label_seconds)
+        if select
+        else list(labels)
+    )
     queries, skipped = usable(selected, features)
     cache = FeatureCache(features)
     check_label_features(queries, cache, labels_name, features_name)

@@ -73,7 +73,8 @@ def model_identity(model: str | None) -> str | None:
 class Backbone(Protocol):
     """Embeds frames and/or texts into one space; rows are L2-normalised float32."""
 
-    dim: int
+    @property
+    def dim(self) -> int: ...
 
     def encode_images(self, frames: NDArray[np.uint8]) -> NDArray[np.float32]: ...
 

@@ -43,6 +43,35 @@ ShardOpt = Annotated[
     str | None, typer.Option("--shard", help="I/N: only the videos whose id hashes to shard I of N (0-based).")
 ]
 
+EngineOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--engine", help="local (this process; the default) or ray (a Ray Data pipeline; pip install 'pseudo[ray]')."
+    ),
+]
+RayAddressOpt = Annotated[
+    str | None,
+    typer.Option("--ray-address", help="With --engine ray: auto or HOST:PORT of a running cluster (else a local one)."),
+]
+WorkersOpt = Annotated[
+    int | None, typer.Option("--workers", min=1, help="With --engine ray: model actors (one copy of the models each).")
+]
+GpusOpt = Annotated[float | None, typer.Option("--gpus-per-worker", min=0, help="With --engine ray: GPUs per actor.")]
+
+
+def engine_of(
+    config: Path | None, name: str | None, address: str | None, workers: int | None, gpus: float | None
+) -> Any:
+    """The recipe's ``engine:`` section (with ``--config``), overridden by the flags."""
+    from pseudo.stages.per_video import Engine
+
+    section = stage_sections(config, "engine").get("engine", {})
+    flags = {"name": name, "address": address, "workers": workers, "gpus_per_worker": gpus}
+    section = deep_merge(section, {k: v for k, v in flags.items() if v is not None})
+    if section.get("name", "local") != "ray" and any(v is not None for k, v in flags.items() if k != "name"):
+        raise ConfigError("--ray-address, --workers and --gpus-per-worker need --engine ray")
+    return section_config(Engine, "engine", section, config)
+
 
 def parse_k(text: str) -> int | str:
     """``--k``: ``auto`` or a whole number of at least 1."""
@@ -82,6 +111,10 @@ def features_cmd(
         bool, typer.Option("--retry-failed", help="Try again the videos that failed in an earlier run.")
     ] = False,
     shard: ShardOpt = None,
+    engine: EngineOpt = None,
+    ray_address: RayAddressOpt = None,
+    workers: WorkersOpt = None,
+    gpus_per_worker: GpusOpt = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Embed sampled video frames (or external captions) into a feature store (cached, resumable)."""
@@ -94,6 +127,7 @@ def features_cmd(
     if (video_dir is None) == (captions is None):
         raise ConfigError("give exactly one of --video-dir or --captions")
     part = parse_shard(shard)
+    eng = engine_of(config, engine, ray_address, workers, gpus_per_worker)
     if captions is not None:
         enc = BackboneConfig.model_validate(
             {"name": "sentence", "model": encoder, "batch_size": batch_size or 256, "device": device or "auto"}
@@ -101,7 +135,7 @@ def features_cmd(
         ccfg = caption_features_config(captions, clip_seconds, enc)
         with progress_bar("caption features") as bar:
             summary = build_caption_features(
-                ccfg, out, rebuild=rebuild, shard=part, on_start=bar.start, on_video=bar.advance
+                ccfg, out, rebuild=rebuild, shard=part, on_start=bar.start, on_video=bar.advance, engine=eng
             )
         print_summary("features", summary, as_json, {"store": str(out), "settings_hash": ccfg.settings_hash()})
         return
@@ -121,6 +155,7 @@ def features_cmd(
             retry_failed=retry_failed,
             on_start=bar.start,
             on_video=bar.advance,
+            engine=eng,
         )
     print_summary("features", summary, as_json, {"store": str(out), "settings_hash": cfg.settings_hash()})
 
@@ -156,6 +191,10 @@ def proposals_cmd(
     precision: PrecisionOpt = None,
     batch_size: BatchOpt = None,
     shard: ShardOpt = None,
+    engine: EngineOpt = None,
+    ray_address: RayAddressOpt = None,
+    workers: WorkersOpt = None,
+    gpus_per_worker: GpusOpt = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Self-similarity k-means event proposals (PSVL) for every video; extracts features first if needed."""
@@ -171,6 +210,7 @@ def proposals_cmd(
     if (video_dir is None) == (features_dir is None):
         raise ConfigError("give exactly one of --video-dir or --features-dir")
     part = parse_shard(shard)
+    eng = engine_of(config, engine, ray_address, workers, gpus_per_worker)
     prop = overrides(
         similarity=similarity,
         composer=composer,
@@ -194,7 +234,9 @@ def proposals_cmd(
         fcfg = section_config(FeaturesSection, "features", fsec, config).for_videos()
         features_dir = out.parent / f"{out.stem}_features"
         with progress_bar("features") as bar:
-            fsum = build_features(video_dir, features_dir, fcfg, shard=part, on_start=bar.start, on_video=bar.advance)
+            fsum = build_features(
+                video_dir, features_dir, fcfg, shard=part, on_start=bar.start, on_video=bar.advance, engine=eng
+            )
         print_summary("features", fsum, False)
         provenance["features"] = fcfg.model_dump(mode="json")
     assert features_dir is not None
@@ -202,7 +244,7 @@ def proposals_cmd(
     provenance["features_dir"] = str(features_dir)
     with progress_bar("proposals") as bar:
         summary = run_proposals(
-            source, pcfg, out, provenance=provenance, shard=part, on_start=bar.start, on_video=bar.advance
+            source, pcfg, out, provenance=provenance, shard=part, on_start=bar.start, on_video=bar.advance, engine=eng
         )
     print_summary("proposals", summary, as_json, {"out": str(out), "features_dir": str(features_dir)})
 
@@ -236,6 +278,10 @@ def captions_cmd(
     config: ConfigOpt = None,
     data_root: DataRoot = None,
     shard: ShardOpt = None,
+    engine: EngineOpt = None,
+    ray_address: RayAddressOpt = None,
+    workers: WorkersOpt = None,
+    gpus_per_worker: GpusOpt = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Caption proposals and write pseudo-queries as QVHighlights-style JSONL (source: pseudo)."""
@@ -246,6 +292,7 @@ def captions_cmd(
     from pseudo.stages.per_video import parse_shard
 
     part = parse_shard(shard)
+    eng = engine_of(config, engine, ray_address, workers, gpus_per_worker)
     section = dict(stage_sections(config, "labels").get("labels", {}))
     section = {k: v for k, v in section.items() if k in ("captioner", "queries")}
     blip = {"model": blip_model} if blip_model else {}
@@ -276,7 +323,7 @@ def captions_cmd(
     features = open_features(features_dir) if features_dir is not None else None
     with progress_bar("captions") as bar:
         summary, queries = run_captions(
-            proposals, out, cfg, features, shard=part, on_start=bar.start, on_video=bar.advance
+            proposals, out, cfg, features, shard=part, on_start=bar.start, on_video=bar.advance, engine=eng
         )
     stats = label_stats(queries, reference)
     if queries:

@@ -27,8 +27,8 @@ from pseudo.data.store import FeatureSource, FeatureStore, VideoFeatures
 from pseudo.errors import PseudoError
 from pseudo.registry import Registry
 from pseudo.settings import settings_hash
-from pseudo.stages.per_video import Outcome, RunSummary, run_per_video
-from pseudo.video import SamplingConfig, list_videos, sample_frames
+from pseudo.stages.per_video import Engine, Outcome, RunSummary, run_per_video
+from pseudo.video import SampledVideo, SamplingConfig, list_videos, sample_frames
 
 #: the sentence encoder that embeds caption tracks unless told otherwise
 DEFAULT_ENCODER = BackboneConfig(name="sentence", model="minilm", batch_size=64)
@@ -160,30 +160,39 @@ class VideoFeaturesTask(_StoreTask):
         self.paths = paths
         self.model: Backbone | None = None
 
+    def prepare(self, vid: str) -> SampledVideo:
+        """The CPU part: decode and sample the video's frames (a damaged file, or a sampling window
+        outside the video, raises PseudoError)."""
+        return sample_frames(self.paths[vid], self.cfg.sampling)
+
+    def finish(self, vid: str, sampled: SampledVideo) -> Outcome:
+        """The model part: embed the frames and store them."""
+        self.model = self.model or build_backbone(self.cfg.backbone)
+        feats = VideoFeatures(
+            vid,
+            self.model.encode_images(sampled.frames),
+            sampled.timestamps,
+            sampled.info.duration,
+            truncated=sampled.truncated,
+            decoded_end=sampled.decoded_end,
+        )
+        self.store.put(feats, source=str(self.paths[vid]))
+        if sampled.truncated:
+            return (
+                f"truncated: decodable video ends at {sampled.decoded_end:.1f} s of {sampled.info.duration:.1f} s; "
+                "features (and proposals) cover only that part"
+            )
+        return None
+
     def run(self, vids: Sequence[str]) -> dict[str, Outcome | BaseException]:
         out: dict[str, Outcome | BaseException] = {}
         for vid in vids:
             try:
-                sampled = sample_frames(self.paths[vid], self.cfg.sampling)
-            except PseudoError as exc:  # a damaged file, or a sampling window outside this video
+                sampled = self.prepare(vid)
+            except PseudoError as exc:
                 out[vid] = exc
                 continue
-            self.model = self.model or build_backbone(self.cfg.backbone)
-            feats = VideoFeatures(
-                vid,
-                self.model.encode_images(sampled.frames),
-                sampled.timestamps,
-                sampled.info.duration,
-                truncated=sampled.truncated,
-                decoded_end=sampled.decoded_end,
-            )
-            self.store.put(feats, source=str(self.paths[vid]))
-            out[vid] = (
-                f"truncated: decodable video ends at {sampled.decoded_end:.1f} s of {sampled.info.duration:.1f} s; "
-                "features (and proposals) cover only that part"
-                if sampled.truncated
-                else None
-            )
+            out[vid] = self.finish(vid, sampled)
         return out
 
 
@@ -228,6 +237,7 @@ def build_features(
     cfg: FeaturesConfig,
     rebuild: bool = False,
     shard: tuple[int, int] | None = None,
+    engine: Engine | None = None,
     retry_failed: bool = False,
     on_start: Callable[[int], None] | None = None,
     on_video: Callable[[str], None] | None = None,
@@ -247,7 +257,13 @@ def build_features(
     store = FeatureStore.open(out, cfg, rebuild=rebuild)
     task = VideoFeaturesTask(store, cfg, {p.stem: p for p in videos})
     summary = run_per_video(
-        task, sorted(task.paths), shard=shard, retry_failed=retry_failed, on_start=on_start, on_video=on_video
+        task,
+        sorted(task.paths),
+        shard=shard,
+        retry_failed=retry_failed,
+        on_start=on_start,
+        on_video=on_video,
+        engine=engine,
     )
     if shard is None:
         store.write_index()
@@ -265,6 +281,7 @@ def build_caption_features(
     durations: dict[str, float] | None = None,
     rebuild: bool = False,
     shard: tuple[int, int] | None = None,
+    engine: Engine | None = None,
     on_start: Callable[[int], None] | None = None,
     on_video: Callable[[str], None] | None = None,
 ) -> RunSummary:
@@ -279,7 +296,7 @@ def build_caption_features(
     if missing:
         raise PseudoError(f"{cfg.captions}: no captions for {len(missing)} video(s), e.g. {missing[:3]}")
     summary = run_per_video(
-        task, todo, batch_size=CAPTION_BATCH_VIDEOS, shard=shard, on_start=on_start, on_video=on_video
+        task, todo, batch_size=CAPTION_BATCH_VIDEOS, shard=shard, on_start=on_start, on_video=on_video, engine=engine
     )
     if shard is None:
         store.write_index()

@@ -25,7 +25,7 @@ import numpy as np
 from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict
 
-from pseudo.backbones import Backbone, build_backbone
+from pseudo.backbones import Backbone, BackboneConfig, build_backbone
 from pseudo.captions.queries import QueryConfig, assign_weak, build_pseudo_queries
 from pseudo.captions.sources import CaptionerConfig, CaptionSource, build_caption_source
 from pseudo.captions.text import load_nlp
@@ -38,7 +38,7 @@ from pseudo.records import Proposal, Query
 from pseudo.settings import code_version, dump_yaml, settings_hash
 from pseudo.stages.features import CaptionFeaturesConfig, store_config, text_encoder_of
 from pseudo.stages.partfiles import PartFiles, PartsTask
-from pseudo.stages.per_video import Outcome, RunSummary, run_per_video
+from pseudo.stages.per_video import Engine, Outcome, RunSummary, run_per_video
 from pseudo.stages.proposals import check_same_features, read_proposals
 
 
@@ -55,10 +55,19 @@ class TextMemo:
     """Remembers text embeddings, so captions already embedded (e.g. as caption-track features)
     are not encoded again; only ``encode_texts`` is provided."""
 
-    def __init__(self, encoder: Backbone) -> None:
-        self.encoder = encoder
-        self.dim = encoder.dim
+    def __init__(self, encoder: BackboneConfig) -> None:
+        self.config = encoder
+        self._encoder: Backbone | None = None  # built on first use (and in the worker that uses it)
         self.known: dict[str, NDArray[np.float32]] = {}
+
+    @property
+    def encoder(self) -> Backbone:
+        self._encoder = self._encoder or build_backbone(self.config)
+        return self._encoder
+
+    @property
+    def dim(self) -> int:
+        return self.encoder.dim
 
     def seed(self, texts: Sequence[str], embeddings: NDArray[np.float32]) -> None:
         for t, e in zip(texts, embeddings, strict=True):
@@ -165,6 +174,7 @@ def run_captions(
     features: FeatureSource | None = None,
     vids: Sequence[str] | None = None,
     shard: tuple[int, int] | None = None,
+    engine: Engine | None = None,
     on_start: Callable[[int], None] | None = None,
     on_video: Callable[[str], None] | None = None,
 ) -> tuple[RunSummary, list[Query]]:
@@ -184,10 +194,10 @@ def run_captions(
                 "contrastive caption selection needs --features-dir pointing at a pseudo feature store "
                 "(its encoder embeds the captions); or set queries.selection: centre"
             )
-        encoder = TextMemo(build_backbone(enc_cfg))
+        encoder = TextMemo(enc_cfg)
     parts = PartFiles(out)
     task = PseudoQueriesTask(by_video, cfg, source, features, encoder, parts, Path(proposals))
-    summary = run_per_video(task, todo, shard=shard, on_start=on_start, on_video=on_video)
+    summary = run_per_video(task, todo, shard=shard, on_start=on_start, on_video=on_video, engine=engine)
     keys = {v: task.key(v) for v in todo}
     queries: list[Query] = []
     if not parts.missing(todo, keys):

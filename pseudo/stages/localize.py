@@ -50,6 +50,7 @@ def train_localizer(
     evaluate: Callable[[Localizer], dict[str, float]] | None = None,
     on_log: Callable[[dict[str, Any]], None] | None = None,
     stop_after_steps: int | None = None,
+    select: bool = True,
 ) -> TrainResult:
     """Train on the labels in ``label_files`` over the features at ``features`` into ``run_dir``."""
     labels = load_qvh_jsonl([Path(p) for p in label_files])
@@ -65,7 +66,49 @@ def train_localizer(
         evaluate=evaluate,
         labels_name=", ".join(str(p) for p in label_files),
         features_name=str(features),
+        select=select,
     )
+
+
+def relabel(
+    localizer: Localizer,
+    label_files: Sequence[str | Path],
+    features: str | Path,
+    out: str | Path,
+    events: Mapping[str, NDArray[np.float64]] | None = None,
+    max_windows: int = 1,
+    ratio: float = 0.9,
+    clip_seconds: float = 1.0,
+    select: bool = True,
+    decode_cfg: DecodeConfig | None = None,
+) -> list[Query]:
+    """Self-training: the labels the localizer learned from (selected by its own data settings when
+    ``select``), each given the windows the localizer now finds for its query on its video: the best,
+    and up to ``max_windows - 1`` more scoring at least ``ratio`` times the best. Written as JSONL."""
+    from trainers.data import select_labels
+
+    out = check_writable(out, "file")
+    labels = load_qvh_jsonl([Path(p) for p in label_files])
+    data = localizer.config.data
+    if select:
+        labels = select_labels(labels, data.max_label_seconds, data.labels_per_video, data.min_label_seconds)
+    source = open_features(features, clip_seconds=clip_seconds)
+    preds = localizer.predict(source, labels, events=events, decode_cfg=decode_cfg, top_k=max(max_windows, 1))
+    new: list[Query] = []
+    for q, p in zip(labels, preds, strict=True):
+        if not p.windows:
+            continue
+        best = p.windows[0][2]
+        kept = [w for i, w in enumerate(p.windows[:max_windows]) if i == 0 or w[2] >= ratio * best]
+        meta = {
+            **q.meta,
+            "self_training": {"windows_before": [list(w) for w in q.windows], "scores": [w[2] for w in kept]},
+        }
+        new.append(Query(q.qid, q.vid, q.duration, q.query, tuple((w[0], w[1]) for w in kept), q.source, meta))
+    from pseudo.io import atomic_write_jsonl
+
+    atomic_write_jsonl(out, (q.to_json() for q in new))
+    return new
 
 
 def split_queries(

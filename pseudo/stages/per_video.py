@@ -13,7 +13,9 @@ import hashlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Annotated, Any, Literal, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from pseudo.errors import PseudoError, StopStage
 
@@ -81,6 +83,52 @@ def parse_shard(text: str | None) -> tuple[int, int] | None:
     return i, n
 
 
+class Failed(str):
+    """A video's failure that travelled as text (from a Ray worker)."""
+
+    __slots__ = ()
+
+
+class Engine(BaseModel):
+    """Where the per-video work runs: ``local`` (this process, the default; needs no Ray) or ``ray``
+    (a Ray Data pipeline: videos as a dataset, CPU tasks of ``cpus_per_prepare`` CPUs for decoding
+    where the stage has a CPU part, ``workers`` actors of ``cpus_per_worker`` CPUs and
+    ``gpus_per_worker`` GPUs for the models; the outputs are the same files as the local path's).
+    ``address``: ``auto`` or ``HOST:PORT`` of a running cluster, else a local Ray instance
+    is started with ``num_cpus`` CPUs."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: Literal["local", "ray"] = "local"
+    address: str | None = None
+    num_cpus: Annotated[int, Field(ge=1)] | None = None
+    workers: Annotated[int, Field(ge=1)] = 1
+    cpus_per_worker: Annotated[float, Field(gt=0)] = 1.0
+    gpus_per_worker: Annotated[float, Field(ge=0)] = 0.0
+    cpus_per_prepare: Annotated[float, Field(gt=0)] = 1.0
+
+
+def run_batch(task: PerVideoTask, batch: Sequence[str]) -> dict[str, Outcome | BaseException]:
+    """``task.run(batch)``; when the batch as a whole fails, its videos one by one, so one bad video
+    costs only itself."""
+    try:
+        return task.run(batch)
+    except StopStage:
+        raise
+    except task.errors as exc:
+        if len(batch) == 1:
+            return {batch[0]: exc}
+    outcomes: dict[str, Outcome | BaseException] = {}
+    for vid in batch:
+        try:
+            outcomes.update(task.run([vid]))
+        except StopStage:
+            raise
+        except task.errors as one:
+            outcomes[vid] = one
+    return outcomes
+
+
 def run_per_video(
     task: PerVideoTask,
     vids: Sequence[str],
@@ -89,8 +137,9 @@ def run_per_video(
     retry_failed: bool = False,
     on_start: Callable[[int], None] | None = None,
     on_video: Callable[[str], None] | None = None,
+    engine: Engine | None = None,
 ) -> RunSummary:
-    """Run ``task`` on every video of ``vids`` (in this shard) that is not done yet."""
+    """Run ``task`` on every video of ``vids`` (in this shard) that is not done yet, here or on Ray."""
     t0 = time.perf_counter()
     summary = RunSummary()
     mine = [v for v in vids if in_shard(v, shard)]
@@ -108,31 +157,27 @@ def run_per_video(
             continue
         if on_video is not None:
             on_video(vid)
-    for lo in range(0, len(todo), batch_size):
-        batch = todo[lo : lo + batch_size]
-        try:
-            outcomes = task.run(batch)
-        except StopStage:
-            raise
-        except task.errors as exc:  # the batch as a whole failed: retry its videos one by one
-            outcomes = {batch[0]: exc} if len(batch) == 1 else {}
-            for vid in batch if len(batch) > 1 else ():
-                try:
-                    outcomes.update(task.run([vid]))
-                except StopStage:
-                    raise
-                except task.errors as one:
-                    outcomes[vid] = one
-        for vid in batch:
-            result = outcomes.get(vid, PseudoError("no result"))
-            if isinstance(result, BaseException):
-                summary.failed[vid] = str(result)
-                task.record_failure(vid, str(result))
-            else:
-                summary.done.append(vid)
-                if result:
-                    summary.warnings[vid] = result
-            if on_video is not None:
-                on_video(vid)
+    batches = [todo[lo : lo + batch_size] for lo in range(0, len(todo), batch_size)]
+
+    def record(vid: str, result: Outcome | BaseException) -> None:
+        if isinstance(result, BaseException | Failed):
+            summary.failed[vid] = str(result)
+            task.record_failure(vid, str(result))
+        else:
+            summary.done.append(vid)
+            if result:
+                summary.warnings[vid] = result
+        if on_video is not None:
+            on_video(vid)
+
+    if engine is not None and engine.name == "ray":
+        from pseudo.stages.ray_engine import run_on_ray
+
+        run_on_ray(task, batches, engine, record)
+    else:
+        for batch in batches:
+            outcomes = run_batch(task, batch)
+            for vid in batch:
+                record(vid, outcomes.get(vid, Failed("no result")))
     summary.seconds = time.perf_counter() - t0
     return summary

@@ -26,7 +26,7 @@ from pseudo.io import check_writable
 from pseudo.records import Proposal
 from pseudo.settings import code_version, dump_yaml, settings_hash
 from pseudo.stages.partfiles import PartFiles, PartsTask, read_records
-from pseudo.stages.per_video import Outcome, RunSummary, run_per_video
+from pseudo.stages.per_video import Engine, Outcome, RunSummary, run_per_video
 
 
 class MismatchError(StopStage):
@@ -121,6 +121,7 @@ def run_proposals(
     provenance: dict[str, Any] | None = None,
     vids: Sequence[str] | None = None,
     shard: tuple[int, int] | None = None,
+    engine: Engine | None = None,
     on_start: Callable[[int], None] | None = None,
 ) -> RunSummary:
     """Proposals for every video of ``source`` (or just ``vids``); the output holds exactly these
@@ -129,7 +130,9 @@ def run_proposals(
     parts = PartFiles(out)
     task = ProposalsTask(source, cfg, parts)
     todo = list(vids) if vids is not None else source.vids()
-    summary = run_per_video(task, todo, shard=shard, retry_failed=shard is None, on_start=on_start, on_video=on_video)
+    summary = run_per_video(
+        task, todo, shard=shard, retry_failed=shard is None, on_start=on_start, on_video=on_video, engine=engine
+    )
     keys = {v: task.key(v) for v in todo}
     if not parts.missing(todo, keys):
         meta = {"stage": "proposals", "code_version": code_version(), "proposals": cfg.model_dump(mode="json")}
