@@ -29,12 +29,14 @@ from bench._common import header
 from pseudo.backbones import build_backbone
 from pseudo.baselines.prior import LengthPositionPrior
 from pseudo.baselines.tfidf import tfidf_caption_windows
+from pseudo.baselines.vtggpt import vtggpt_predictions
 from pseudo.baselines.zero_shot import rank_proposals
 from pseudo.console import markdown_table
 from pseudo.data import load_dataset
 from pseudo.data.captions import ExternalCaptions
 from pseudo.data.paths import find_data_root
 from pseudo.data.predictions import load_predictions
+from pseudo.data.variants import load_variants
 from pseudo.evaluate import score
 from pseudo.io import atomic_write_json, atomic_write_text
 from pseudo.pipeline import Pipeline, PipelineResult
@@ -42,19 +44,33 @@ from pseudo.recipe import load_recipe
 from pseudo.records import Prediction
 from pseudo.settings import code_version
 from pseudo.stages.features import text_encoder_of
+from pseudo.stages.localize import load_events
 from pseudo.stages.proposals import read_proposals
+from trainers.localizer import Localizer
 
 COLS = ["R1@0.5", "R1@0.7", "mAP@0.5", "mAP@0.75", "mAP", "mIoU"]
 HEADLINE = ["R1@0.5", "R1@0.7", "mAP", "mAP@0.5", "mAP@0.75", "mIoU"]
 SPLITS = {"val": "train", "test": "test"}  # split -> the recipe's video set
+#: VTG-GPT's five LLM rephrasings of every query (only qid and the texts are read)
+VARIANTS = "{root}/qvhighlights/vtggpt_rephrased_queries/{split}.jsonl"
 
-#: one setting changed at a time (decoding changes need no retraining: they reuse the trained run)
+#: decoding changed, one setting at a time, on the recipe's trained model (no retraining)
+DECODE_ABLATIONS: dict[str, dict[str, Any]] = {
+    "regressed windows only (the previous decoding)": {"windows_from": "regression"},
+    "saliency spans only": {"windows_from": "saliency"},
+    "variants pooled as windows (not fused per step)": {"variant_fusion": "windows"},
+    "boundaries not snapped": {"snap_to_steps": False, "event_snap_seconds": 0},
+    "+ re-ranked by caption similarity (weight 1)": {"similarity_weight": 1.0},
+}
+
+#: training changed, one setting at a time (each trains a model: --ablations)
 ABLATIONS: dict[str, dict[str, Any]] = {
-    "hand-written prompt (no prompt learning)": {"model.prompt": "hand"},
-    "CoCoOp (video-conditioned prompt)": {"model.prompt": "cocoop"},
-    "no caption selection (centre caption)": {"labels.queries.selection": "centre"},
-    "k-means k=8 (not silhouette)": {"proposals.num_clusters": 8},
-    "boundaries not snapped": {"decode.snap_to_steps": False, "decode.event_snap_seconds": 0},
+    "self-training: 1 round (relabelled by the model's own windows)": {"self_training.rounds": 1},
+    "the previous model (no saliency head, no plain-similarity channel), regressed windows": {
+        "model.saliency_head": False,
+        "model.plain_similarity": False,
+        "decode.windows_from": "regression",
+    },
 }
 
 PUBLISHED: list[dict[str, float | str]] = [
@@ -121,8 +137,27 @@ def main() -> None:
         timer.add_pipeline(result)
         return pipeline, result
 
-    # the recipe, one run per seed
+    variants = {s: load_variants(VARIANTS.format(root=find_data_root(), split=s), gts[s]) for s in SPLITS}
+    llm = "LLM rephrasings fused: same inputs as VTG-GPT"
+
+    def localizer_preds(
+        pipeline: Pipeline, result: PipelineResult, split: str, use_variants: bool, **decode: Any
+    ) -> list[Prediction]:
+        """The trained run's predictions with the recipe's decoding (``decode`` changed)."""
+        videos = SPLITS[split]
+        localizer = Localizer.from_run(result.outputs["train"], "cpu")
+        dc = pipeline.recipe.decode.model_copy(update=decode)
+        events = load_events(result.outputs[f"proposals:{videos}"])
+        source = pipeline.features_source(videos)
+        extra = variants[split] if use_variants else None
+        preds: list[Prediction] = timer(
+            "predict", lambda: localizer.predict(source, gts[split], events=events, decode_cfg=dc, variants=extra)
+        )
+        return preds
+
+    # the recipe, one run per seed: with the rephrasings (as the recipe evaluates) and without
     seed_metrics: dict[str, list[dict[str, float]]] = {s: [] for s in SPLITS}
+    nollm_metrics: dict[str, list[dict[str, float]]] = {s: [] for s in SPLITS}
     base_pipeline: Pipeline | None = None
     base_result: PipelineResult | None = None
     for seed in args.seeds:
@@ -131,17 +166,29 @@ def main() -> None:
         for split in SPLITS:
             m = result.metrics[f"qvhighlights_{split}"]
             seed_metrics[split].append(m)
-            rows.append({"method": f"trained localizer (recipe), seed {seed}", "split": split_label(split, True), **m})
+            rows.append(
+                {"method": f"trained localizer (recipe; {llm}), seed {seed}", "split": split_label(split, True), **m}
+            )
+            nollm_metrics[split].append(
+                add(
+                    f"trained localizer (recipe; no LLM), seed {seed}",
+                    split,
+                    localizer_preds(pipeline, result, split, False),
+                    True,
+                )
+            )
     assert base_pipeline is not None and base_result is not None
     summary = {split: mean_spread(ms) for split, ms in seed_metrics.items()}
-    for split, (mean, _spread) in summary.items():
-        rows.append(
-            {
-                "method": f"trained localizer (recipe), mean over {len(args.seeds)} seed(s)",
-                "split": split_label(split, True),
-                **mean,
-            }
-        )
+    nollm = {split: mean_spread(ms) for split, ms in nollm_metrics.items()}
+    for name, table in ((llm, summary), ("no LLM", nollm)):
+        for split, (mean, _spread) in table.items():
+            rows.append(
+                {
+                    "method": f"trained localizer (recipe; {name}), mean over {len(args.seeds)} seed(s)",
+                    "split": split_label(split, True),
+                    **mean,
+                }
+            )
 
     # baselines on the same features and proposals
     prior = LengthPositionPrior().fit(load_dataset("qvhighlights", "train"))
@@ -162,22 +209,40 @@ def main() -> None:
             for w, name in ((0.0, "inside mean"), (1.0, "inside minus outside")):
                 preds = timer("zero-shot", partial(rank_proposals, gts[split], props, source, enc, outside_weight=w))
                 add(f"zero-shot: MiniLM proposal ranking, {name} (no training)", split, preds)
+            preds = timer(
+                "zero-shot",
+                partial(rank_proposals, gts[split], props, source, enc, outside_weight=1.0, variants=variants[split]),
+            )
+            add(f"zero-shot: MiniLM proposal ranking, inside minus outside ({llm})", split, preds)
+        for name, var in (("no LLM", None), (llm, variants[split])):
+            preds = timer("VTG-GPT spans", partial(vtggpt_predictions, gts[split], source, enc, variants=var))
+            add(f"VTG-GPT's span algorithm on our MiniLM caption features ({name})", split, preds)
     vtg = find_data_root() / "qvhighlights" / "reference_preds" / "vtggpt_infer_val.jsonl"
     add("VTG-GPT released val predictions (scored here)", "val", load_predictions(vtg))
 
+    for name, decode in DECODE_ABLATIONS.items():
+        for split in SPLITS:
+            preds = localizer_preds(base_pipeline, base_result, split, True, **decode)
+            add(f"decoding ablation (seed {args.seeds[0]}, {llm}): {name}", split, preds, True)
+    for split in SPLITS:
+        preds = localizer_preds(base_pipeline, base_result, split, False, windows_from="regression")
+        add(f"decoding ablation (seed {args.seeds[0]}): no LLM and regressed windows only", split, preds, True)
+
     if args.ablations:
         for name, overrides in ABLATIONS.items():
-            _, result = run({"optim.seed": args.seeds[0], **overrides})
+            pipeline, result = run({"optim.seed": args.seeds[0], **overrides})
             for split in SPLITS:
                 rows.append(
                     {
-                        "method": f"ablation: {name}",
+                        "method": f"training ablation ({llm}): {name}",
                         "split": split_label(split, True),
                         **result.metrics[f"qvhighlights_{split}"],
                     }
                 )
+                preds = localizer_preds(pipeline, result, split, False)
+                add(f"training ablation (no LLM): {name}", split, preds, True)
 
-    write_results(args, rows, summary, timer, base_result)
+    write_results(args, rows, summary, nollm, timer, base_result)
     con.print(markdown_table(rows, ["method", "split", *COLS]))
 
 
@@ -192,6 +257,7 @@ def write_results(
     args: argparse.Namespace,
     rows: list[dict[str, float | str]],
     summary: dict[str, tuple[dict[str, float], dict[str, float]]],
+    nollm: dict[str, tuple[dict[str, float], dict[str, float]]],
     timer: Timer,
     result: PipelineResult,
 ) -> None:
@@ -206,11 +272,13 @@ def write_results(
     )
     spread_rows: list[dict[str, float | str]] = [
         {
+            "queries": name,
             "split": split_label(split, True),
             **{f"{k} mean": mean[k] for k in HEADLINE[:3]},
             **{f"{k} std": spread[k] for k in HEADLINE[:3]},
         }
-        for split, (mean, spread) in summary.items()
+        for name, table in (("LLM rephrasings (same inputs as VTG-GPT)", summary), ("no LLM", nollm))
+        for split, (mean, spread) in table.items()
     ]
     text = header("Zero-shot QVHighlights from real clip captions", f"python -m bench.qvhighlights {flags}")
     text += (
@@ -227,13 +295,23 @@ def write_results(
         + ".\n"
     )
     atomic_write_text(Path(args.out), text)
-    headline = {
-        split: {k: round(mean[k], 2) for k in HEADLINE} | {f"{k}_std": round(spread[k], 2) for k in HEADLINE[:3]}
-        for split, (mean, spread) in summary.items()
-    }
+
+    def headline(table: dict[str, tuple[dict[str, float], dict[str, float]]]) -> dict[str, Any]:
+        return {
+            split: {k: round(mean[k], 2) for k in HEADLINE} | {f"{k}_std": round(spread[k], 2) for k in HEADLINE[:3]}
+            for split, (mean, spread) in table.items()
+        }
+
     atomic_write_json(
         Path(args.out).with_suffix(".json"),
-        {**headline, "seeds": len(args.seeds), "recipe": str(args.recipe), "code_version": code_version()},
+        {
+            **headline(summary),
+            "queries": "with VTG-GPT's LLM rephrasings fused (the recipe's eval); val is transductive",
+            "no_llm": headline(nollm),
+            "seeds": len(args.seeds),
+            "recipe": str(args.recipe),
+            "code_version": code_version(),
+        },
     )
 
 

@@ -106,8 +106,10 @@ def init_ray(engine: Engine) -> Any:
 
 
 def _one_pass(
-    ray: Any, task: PerVideoTask, batches: Sequence[Sequence[str]], engine: Engine
+    ray: Any, task: PerVideoTask, batches: Sequence[Sequence[str]], engine: Engine, queue: int | None = None
 ) -> dict[str, tuple[str, str]]:
+    """One Ray Data pass over ``batches``; ``queue``: batches waiting on one actor (None: Ray's
+    default; 1 when retrying, so a worker that dies takes no other video down with it)."""
     ctx = ray.data.DataContext.get_current()
     ctx.max_errored_blocks = -1  # a batch whose worker failed is dropped here and retried by the caller
     ctx.enable_progress_bars = False
@@ -122,7 +124,7 @@ def _one_pass(
             _Worker,
             fn_constructor_kwargs={"task": task},
             batch_size=1,
-            compute=ray.data.ActorPoolStrategy(size=engine.workers),
+            compute=ray.data.ActorPoolStrategy(size=engine.workers, max_tasks_in_flight_per_actor=queue),
             num_cpus=engine.cpus_per_worker,
             num_gpus=engine.gpus_per_worker,
             max_restarts=-1,  # a dead actor is replaced ...
@@ -161,7 +163,7 @@ def run_on_ray(
     seen = _one_pass(ray, task, batches, engine)
     lost = [v for b in batches for v in b if v not in seen]
     if lost:  # their worker raised or died: once more, one video per batch
-        seen.update(_one_pass(ray, task, [[v] for v in lost], engine))
+        seen.update(_one_pass(ray, task, [[v] for v in lost], engine, queue=1))
     stops = [msg for status, msg in seen.values() if status == STOP]
     for batch in batches:
         for vid in batch:
