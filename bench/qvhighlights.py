@@ -57,20 +57,13 @@ VARIANTS = "{root}/qvhighlights/vtggpt_rephrased_queries/{split}.jsonl"
 #: decoding changed, one setting at a time, on the recipe's trained model (no retraining)
 DECODE_ABLATIONS: dict[str, dict[str, Any]] = {
     "regressed windows only (the previous decoding)": {"windows_from": "regression"},
-    "saliency spans only": {"windows_from": "saliency"},
     "variants pooled as windows (not fused per step)": {"variant_fusion": "windows"},
     "boundaries not snapped": {"snap_to_steps": False, "event_snap_seconds": 0},
-    "+ re-ranked by caption similarity (weight 1)": {"similarity_weight": 1.0},
 }
 
 #: training changed, one setting at a time (each trains a model: --ablations)
 ABLATIONS: dict[str, dict[str, Any]] = {
     "self-training: 1 round (relabelled by the model's own windows)": {"self_training.rounds": 1},
-    "the previous model (no saliency head, no plain-similarity channel), regressed windows": {
-        "model.saliency_head": False,
-        "model.plain_similarity": False,
-        "decode.windows_from": "regression",
-    },
 }
 
 PUBLISHED: list[dict[str, float | str]] = [

@@ -6,14 +6,15 @@ The bundled demo videos (MiniGPT-v2 caption tracks of 200 QVHighlights val video
 with the real MiniLM, then self-similarity proposals, each configuration in its own process and
 store. The table gives videos per second per stage, Ray's start-up, the ratio of each row to the
 local path, and whether the outputs equal the local path's bit for bit. On this 2-core machine the
-local path runs torch with the automatic thread setting (pseudo.backbones.base.set_threads) and each
-Ray worker with one thread.
+local path runs torch with the automatic thread setting (pseudo.backbones.base.set_threads), and once
+more with one thread, the setting of each Ray worker (Ray gives a 1-CPU actor one thread).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -27,7 +28,7 @@ from bench._common import header
 from pseudo.console import markdown_table, stderr_console
 from pseudo.io import atomic_write_json, atomic_write_text
 
-CONFIGS = {"local": None, "ray, 1 worker": 1, "ray, 2 workers": 2}
+CONFIGS = {"local": None, "local, 1 thread": None, "ray, 1 worker": 1, "ray, 2 workers": 2}
 
 
 def demo_captions() -> Path:
@@ -149,7 +150,8 @@ def main() -> None:
         for name in CONFIGS:
             out = Path(tmp) / name.replace(" ", "_").replace(",", "")
             cmd = [sys.executable, "-m", "bench.scale", "--videos", str(args.videos), "--one", name, str(out)]
-            proc = subprocess.run(cmd, capture_output=True, text=True)
+            env = {**os.environ, **({"PSEUDO_THREADS": "1", "OMP_NUM_THREADS": "1"} if "1 thread" in name else {})}
+            proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
             if proc.returncode != 0:
                 raise SystemExit(f"{name} failed:\n{proc.stderr[-3000:]}")
             row = {"engine": name, **json.loads(proc.stdout.strip().splitlines()[-1])}
@@ -170,23 +172,26 @@ def main() -> None:
             "identical to local"]  # fmt: skip
     table = markdown_table(rows, cols)
     con.print(table)
-    two, one_w = rows[2], rows[1]
+    local1, one_w, two = rows[1], rows[2], rows[3]
     text = header("Per-video stages: local against Ray", f"python -m bench.scale --videos {args.videos}")
     text += (
         f"The {args.videos} bundled demo videos' caption tracks (real MiniLM, CPU fp32): caption features, then "
         "proposals (default settings), each configuration in its own process and store, one after another on "
         "the same otherwise idle machine. Ray runs a local instance with 2 CPUs; its start-up is its own column "
         "and not in the stage times.\n\n" + table + "\n"
-        f"Ray's overhead against local (1 worker): features {base['features s'] / one_w['features s']:.2f}x, "
-        f"proposals {base['proposals s'] / one_w['proposals s']:.2f}x the local speed. "
+        f"Ray's overhead: 1 worker (one thread) runs features at {local1['features s'] / one_w['features s']:.2f}x "
+        f"and proposals at {local1['proposals s'] / one_w['proposals s']:.2f}x the speed of the local path with "
+        f"one thread (and {base['features s'] / one_w['features s']:.2f}x / "
+        f"{base['proposals s'] / one_w['proposals s']:.2f}x that of the local path with its automatic threads). "
         f"Speed-up from 2 workers over 1: features {one_w['features s'] / two['features s']:.2f}x, "
         f"proposals {one_w['proposals s'] / two['proposals s']:.2f}x.\n"
     )
     text += (
-        f"\nThe store at {args.store_videos} videos (local disk; one tiny .npz each, 256 subfolders): "
+        f"\nThe store at {args.store_videos} videos (local disk; one tiny .npz each, 256 subfolders), per "
+        "video:\n\n"
         + markdown_table([costs], list(costs))
         + "\nDecoding and sampling the real Charades clip (`samples/univtg/charades.mp4`) at 1 fps, 224 px, "
-        "one thread: " + markdown_table([decode], list(decode))
+        "one thread:\n\n" + markdown_table([decode], list(decode))
     )
     atomic_write_text(Path(args.out), text)
     atomic_write_json(

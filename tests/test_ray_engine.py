@@ -192,3 +192,19 @@ def test_engine_flags_need_ray_engine(tmp_path: Path) -> None:
         app, ["features", "--captions", str(SLICE / "captions"), "--out", str(tmp_path / "s"), "--workers", "2"]
     )
     assert res.exit_code != 0 and "--engine ray" in res.output
+
+
+def test_a_zipped_caption_track_travels_to_the_workers(tmp_path: Path) -> None:
+    """The QVHighlights tracks are zip archives: the task (with its open archive) must reach the
+    workers, where the archive is opened again."""
+    import zipfile
+
+    archive = tmp_path / "captions.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for f in sorted((SLICE / "captions").iterdir()):
+            z.write(f, f.name)
+    cfg = caption_features_config(archive)
+    local = build_caption_features(cfg, tmp_path / "local")
+    on_ray = build_caption_features(cfg, tmp_path / "ray", engine=Engine(name="ray", workers=1))
+    assert len(local.done) == len(on_ray.done) == 8 and not on_ray.failed
+    assert_same_store(tmp_path / "local", tmp_path / "ray")

@@ -53,6 +53,17 @@ class ExternalCaptions:
         if not self._members:
             raise DataFormatError(self.path, "no <video>.jsonl or <video>.json caption files found")
 
+    def __getstate__(self) -> dict[str, object]:
+        """Picklable (for Ray workers): the open archive is left behind and reopened where unpickled."""
+        state = dict(self.__dict__)
+        state["_zip"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__dict__.update(state)
+        if self.path.is_file() and zipfile.is_zipfile(self.path):
+            self._zip = zipfile.ZipFile(self.path)
+
     def vids(self) -> list[str]:
         return sorted(self._members)
 

@@ -100,11 +100,17 @@ class ProposalsTask(PartsTask):
         return proposal_hash(self.cfg, self.source.content_hash(vid))
 
     def run(self, vids: Sequence[str]) -> dict[str, Outcome | BaseException]:
+        from threadpoolctl import threadpool_limits
+
         out: dict[str, Outcome | BaseException] = {}
         for vid in vids:
             try:
-                feats = self.source.get(vid)
-                _, records = proposals_for(feats, self.cfg)
+                # one video's matrices are small: BLAS/OpenMP threads cost more than they give (3.6x
+                # slower with 2 on 2 cores, bench/results/scale_measured.md); videos run in parallel
+                # across Ray workers or shards instead. The outputs are the same.
+                with threadpool_limits(limits=1):
+                    feats = self.source.get(vid)
+                    _, records = proposals_for(feats, self.cfg)
             except (PseudoError, ValueError) as exc:
                 out[vid] = exc
                 continue
