@@ -6,8 +6,9 @@ The bundled demo videos (MiniGPT-v2 caption tracks of 200 QVHighlights val video
 with the real MiniLM, then self-similarity proposals, each configuration in its own process and
 store. The table gives videos per second per stage, Ray's start-up, the ratio of each row to the
 local path, and whether the outputs equal the local path's bit for bit. On this 2-core machine the
-local path runs torch with the automatic thread setting (pseudo.backbones.base.set_threads), and once
-more with one thread, the setting of each Ray worker (Ray gives a 1-CPU actor one thread).
+local path runs with torch's default threads (one per core: what pseudo's automatic setting picks on
+an idle machine), and once more with one thread, the setting of each Ray worker (Ray gives a 1-CPU
+actor one thread).
 """
 
 from __future__ import annotations
@@ -182,7 +183,7 @@ def main() -> None:
         f"Ray's overhead: 1 worker (one thread) runs features at {local1['features s'] / one_w['features s']:.2f}x "
         f"and proposals at {local1['proposals s'] / one_w['proposals s']:.2f}x the speed of the local path with "
         f"one thread (and {base['features s'] / one_w['features s']:.2f}x / "
-        f"{base['proposals s'] / one_w['proposals s']:.2f}x that of the local path with its automatic threads). "
+        f"{base['proposals s'] / one_w['proposals s']:.2f}x that of the local path with torch's default threads). "
         f"Speed-up from 2 workers over 1: features {one_w['features s'] / two['features s']:.2f}x, "
         f"proposals {one_w['proposals s'] / two['proposals s']:.2f}x.\n"
     )

@@ -431,13 +431,12 @@ class Pipeline:
 
         def run() -> dict[str, Any]:
             localizer = Localizer.from_run(run_dir, self.recipe.device)
-            events = load_events(self.outputs["proposals:train"]) if "proposals:train" in self.outputs else None
             labels = relabel(
                 localizer,
                 previous_files,
                 self.outputs["features:train"],
                 out,
-                events=events if self.recipe.decode.event_snap_seconds else None,
+                events=self._events("train"),
                 max_windows=st.max_windows,
                 ratio=st.ratio,
                 clip_seconds=self._video_sets()["train"].clip_seconds,
@@ -493,8 +492,9 @@ class Pipeline:
             self._localizer = Localizer.from_run(self.outputs["train"], self.recipe.device)
         return self._localizer
 
-    def _events(self, target: EvalTarget) -> Any:
-        key = f"proposals:{target.videos}"
+    def _events(self, videos: str) -> Any:
+        """The event boundaries of a video set, when the recipe's decoding snaps to them."""
+        key = f"proposals:{videos}"
         return load_events(self.outputs[key]) if self.recipe.decode.event_snap_seconds and key in self.outputs else None
 
     def _eval_callback(self, target: EvalTarget) -> Callable[[Localizer], dict[str, float]]:
@@ -506,7 +506,7 @@ class Pipeline:
                 if q.windows
             ]
             extra = load_variants(target.variants, gts) if target.variants else None
-            preds = localizer.predict(source, gts, events=self._events(target), variants=extra)
+            preds = localizer.predict(source, gts, events=self._events(target.videos), variants=extra)
             report, _ = score(gts, preds, target.protocol or DEFAULT_PROTOCOL.get(target.dataset, "recall"))
             return report.headline
 
@@ -539,7 +539,7 @@ class Pipeline:
                 target.split,
                 self.features_source(target.videos),
                 out,
-                events=self._events(target),
+                events=self._events(target.videos),
                 gt_files=target.gt,
                 data_root=self.data_root,
                 limit=target.limit,

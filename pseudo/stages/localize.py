@@ -23,12 +23,13 @@ from pseudo.data.predictions import save_predictions
 from pseudo.data.store import FeatureSource, SingleVideo, VideoFeatures, open_features
 from pseudo.data.variants import load_variants
 from pseudo.errors import PseudoError
-from pseudo.io import check_writable
+from pseudo.io import atomic_write_jsonl, check_writable
 from pseudo.records import Prediction, Query
 from pseudo.settings import validate
 from pseudo.stages.features import FeaturesConfig
 from pseudo.stages.proposals import event_boundaries, proposals_for, read_proposals
 from trainers.config import DecodeConfig, TrainConfig
+from trainers.data import select_labels
 from trainers.localizer import Localizer
 from trainers.loop import TrainResult, train
 
@@ -85,15 +86,13 @@ def relabel(
     """Self-training: the labels the localizer learned from (selected by its own data settings when
     ``select``), each given the windows the localizer now finds for its query on its video: the best,
     and up to ``max_windows - 1`` more scoring at least ``ratio`` times the best. Written as JSONL."""
-    from trainers.data import select_labels
-
     out = check_writable(out, "file")
     labels = load_qvh_jsonl([Path(p) for p in label_files])
     data = localizer.config.data
     if select:
         labels = select_labels(labels, data.max_label_seconds, data.labels_per_video, data.min_label_seconds)
     source = open_features(features, clip_seconds=clip_seconds)
-    preds = localizer.predict(source, labels, events=events, decode_cfg=decode_cfg, top_k=max(max_windows, 1))
+    preds = localizer.predict(source, labels, events=events, decode_cfg=decode_cfg, top_k=max_windows)
     new: list[Query] = []
     for q, p in zip(labels, preds, strict=True):
         if not p.windows:
@@ -105,8 +104,6 @@ def relabel(
             "self_training": {"windows_before": [list(w) for w in q.windows], "scores": [w[2] for w in kept]},
         }
         new.append(Query(q.qid, q.vid, q.duration, q.query, tuple((w[0], w[1]) for w in kept), q.source, meta))
-    from pseudo.io import atomic_write_jsonl
-
     atomic_write_jsonl(out, (q.to_json() for q in new))
     return new
 

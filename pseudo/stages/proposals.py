@@ -103,19 +103,19 @@ class ProposalsTask(PartsTask):
         from threadpoolctl import threadpool_limits
 
         out: dict[str, Outcome | BaseException] = {}
-        for vid in vids:
-            try:
-                # one video's matrices are small: BLAS/OpenMP threads cost more than they give (3.6x
-                # slower with 2 on 2 cores, bench/results/scale_measured.md); videos run in parallel
-                # across Ray workers or shards instead. The outputs are the same.
-                with threadpool_limits(limits=1):
+        # one video's matrices are small: BLAS/OpenMP threads cost more than they give (3.5x slower
+        # with 2 on 2 cores, bench/results/scale.md); videos run in parallel across Ray workers or
+        # shards instead. The outputs are the same.
+        with threadpool_limits(limits=1):
+            for vid in vids:
+                try:
                     feats = self.source.get(vid)
                     _, records = proposals_for(feats, self.cfg)
-            except (PseudoError, ValueError) as exc:
-                out[vid] = exc
-                continue
-            self.parts.write(vid, self.key(vid), [r.to_json() for r in records])
-            out[vid] = None
+                except (PseudoError, ValueError) as exc:
+                    out[vid] = exc
+                    continue
+                self.parts.write(vid, self.key(vid), [r.to_json() for r in records])
+                out[vid] = None
         return out
 
 

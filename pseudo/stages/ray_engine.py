@@ -60,6 +60,12 @@ class _Worker:
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list[str]]:
         rows: dict[str, list[str]] = {"vid": [], "status": [], "message": []}
+
+        def add(vid: str, status: str, message: str) -> None:
+            rows["vid"].append(vid)
+            rows["status"].append(status)
+            rows["message"].append(message)
+
         for i, chunk in enumerate(batch["vids"]):
             names = str(chunk).split(SEPARATOR)
             try:
@@ -68,22 +74,15 @@ class _Worker:
                 else:
                     outcomes = run_batch(self.task, names)
             except StopStage as exc:  # stops the whole stage, in the driver
-                outcomes = {vid: exc for vid in names}
-                status_all = STOP
-            else:
-                status_all = ""
+                for vid in names:
+                    add(vid, STOP, str(exc))
+                continue
             for vid in names:
                 result = outcomes.get(vid, Failed("no result"))
-                rows["vid"].append(vid)
-                if status_all:
-                    rows["status"].append(status_all)
-                    rows["message"].append(str(result))
-                elif isinstance(result, BaseException | Failed):
-                    rows["status"].append(FAILED)
-                    rows["message"].append(str(result))
+                if isinstance(result, BaseException | Failed):
+                    add(vid, FAILED, str(result))
                 else:
-                    rows["status"].append(DONE)
-                    rows["message"].append(result or "")
+                    add(vid, DONE, result or "")
         return rows
 
 
