@@ -100,6 +100,12 @@ def test_real_captions_become_pseudo_annotations(tmp_path: Path, slice_store: tu
         prov = q.meta["provenance"]
         assert prov["captioner"] == "external" and len(prov["frames"]) == 3
         assert q.meta["query_simple"] and q.meta["query_simple"] != q.query
+        # the shortened style: a sub-sequence of the caption's own words, never longer
+        short = q.meta["query_short"].split()
+        assert short and len(short) <= len(q.query.split())
+        words = iter(q.query.replace(",", " ").replace(".", " ").split())
+        assert all(w in words for w in short)
+    assert sum(len(q.meta["query_short"]) < len(q.query) for q in loaded) > len(loaded) // 3
     assert "code_version" in (tmp_path / "pseudo.jsonl.config.yaml").read_text()
     # per video, no query text is repeated
     per_vid: dict[str, list[str]] = {}

@@ -6,7 +6,17 @@ from typing import Any
 import pytest
 
 from pseudo.captions import text
-from pseudo.captions.text import SimpleQuery, dedup, join_in_time, load_nlp, normalise, simplify, simplify_many
+from pseudo.captions.text import (
+    SimpleQuery,
+    dedup,
+    join_in_time,
+    load_nlp,
+    normalise,
+    shorten,
+    shorten_many,
+    simplify,
+    simplify_many,
+)
 from pseudo.errors import PseudoError
 
 
@@ -142,3 +152,29 @@ def test_join_in_time() -> None:
     assert join_in_time(["a person cooks..."]) == "a person cooks"
     assert join_in_time([]) == ""
     assert join_in_time(["", " . "]) == ""
+
+
+# MiniGPT-v2 clip captions (the shipped QVHighlights slice's style) and the skeleton a person would write
+SHORTEN = [
+    ("A young girl in a red shirt is sitting on a bed, smiling. She waves.", "A girl is sitting on a bed"),
+    ("A man in a white shirt is looking at something on his phone", "A man is looking at something on his phone"),
+    ("a man in a white shirt is standing in front of a television", "a man is standing in front of a television"),
+    (
+        "A young girl with long black hair is smiling and looking at the camera",
+        "A girl is smiling and looking at the camera",
+    ),
+    # no verb: the noun phrase keeps what locates it
+    ("three bottles of hair care products on a table", "three bottles of hair care products on a table"),
+]
+
+
+@pytest.mark.parametrize(("caption", "short"), SHORTEN)
+def test_shorten_keeps_the_main_clause(nlp: Any, caption: str, short: str) -> None:
+    assert shorten(caption, nlp) == short
+
+
+def test_shorten_many_matches_shorten(nlp: Any) -> None:
+    caps = [c for c, _ in SHORTEN]
+    assert shorten_many(caps, nlp, batch_size=2) == [shorten(c, nlp) for c in caps]
+    assert shorten_many([], nlp) == []
+    assert shorten("", nlp) == ""

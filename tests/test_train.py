@@ -224,3 +224,20 @@ def test_label_selection_by_length_and_score() -> None:
     assert [x.qid for x in select_labels(labels, max_seconds=40, per_video=1)] == [3, 4]
     assert [x.qid for x in select_labels(labels, min_seconds=15)] == [2, 3, 4]
     assert [x.qid for x in select_labels(labels, max_seconds=40, per_video=1, min_seconds=16)] == [4]
+
+
+def test_query_styles_alternate_and_missing_styles_are_refused() -> None:
+    from trainers.data import check_query_styles, styled_text
+
+    meta = {"query_natural": "a man in a red shirt opens the door", "query_short": "a man opens the door",
+            "query_simple": "man open door"}  # fmt: skip
+    q = Query("v#0", "v", 30.0, meta["query_natural"], ((0.0, 10.0),), "pseudo", meta)
+    rng = np.random.default_rng(0)
+    drawn = {styled_text(q, ["natural", "short", "simple"], rng) for _ in range(60)}
+    assert drawn == {meta["query_natural"], meta["query_short"], meta["query_simple"]}
+    assert styled_text(q, [], rng) == q.query and styled_text(q, ["short"], None) == q.query
+    empty = Query("v#1", "v", 30.0, "a table", ((0.0, 10.0),), "pseudo", {"query_simple": ""})
+    assert styled_text(empty, ["simple"], rng) == "a table"  # a style that came out empty: the query itself
+    check_query_styles([q], ["short", "simple"], "labels.jsonl")
+    with pytest.raises(PseudoError, match=r"1 of the 2 labels in labels.jsonl carry no 'query_short'.*rebuild"):
+        check_query_styles([q, empty], ["short"], "labels.jsonl")

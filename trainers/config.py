@@ -22,6 +22,10 @@ class DataConfig(_Strict):
     max_label_seconds: Annotated[float, Field(gt=0)] | None = None  # drop longer training moments
     min_label_seconds: Annotated[float, Field(ge=0)] | None = None  # drop shorter training moments
     labels_per_video: Annotated[int, Field(ge=1)] | None = None  # keep the best-scored labels of each video
+    # query styles to alternate between in training (MPGN): each time a label is drawn, one of its
+    # phrasings ``meta.query_<style>`` (the caption, its shortened skeleton, its nouns and verbs) is used,
+    # chosen at random; empty: the label's own query
+    query_styles: list[Literal["natural", "short", "simple"]] = []
 
 
 class OptimConfig(_Strict):

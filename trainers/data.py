@@ -79,8 +79,34 @@ class FeatureCache:
         return self._feats[vid]
 
 
-def make_sample(q: Query, cache: FeatureCache, max_len: int, rng: np.random.Generator | None) -> Sample:
-    """The training view of one query: windows in steps, long videos cropped (rng) or resampled."""
+def styled_text(q: Query, styles: Sequence[str], rng: np.random.Generator | None) -> str:
+    """One of the label's phrasings ``meta["query_<style>"]`` drawn at random from ``styles`` (the
+    label's own query without styles or rng; a style that came out empty for this label, such as a
+    caption with no nouns, gives its own query)."""
+    if not styles or rng is None:
+        return q.query
+    text = q.meta.get(f"query_{styles[int(rng.integers(len(styles)))]}")
+    return text if isinstance(text, str) and text.strip() else q.query
+
+
+def check_query_styles(queries: Sequence[Query], styles: Sequence[str], labels: str) -> None:
+    """Refuse labels that do not carry every asked-for style (e.g. made by an older version, or weak
+    labels, which have only their real sentence)."""
+    for style in styles:
+        missing = sum(f"query_{style}" not in q.meta for q in queries)
+        if missing:
+            raise PseudoError(
+                f"{missing} of the {len(queries)} labels in {labels} carry no 'query_{style}' phrasing, which "
+                f"data.query_styles asks for; rebuild the labels with this version of pseudo, or remove {style!r} "
+                "from data.query_styles"
+            )
+
+
+def make_sample(
+    q: Query, cache: FeatureCache, max_len: int, rng: np.random.Generator | None, styles: Sequence[str] = ()
+) -> Sample:
+    """The training view of one query: windows in steps, long videos cropped (rng) or resampled, its
+    text in one of ``styles`` (drawn with rng)."""
     grid = cache.get(q.vid)
     feats = grid.features
     t = len(feats)
@@ -100,7 +126,8 @@ def make_sample(q: Query, cache: FeatureCache, max_len: int, rng: np.random.Gene
             feats = resample_linear(feats, max_len).astype(np.float32)
             windows = windows * max_len / t
             sps = sps * t / max_len
-    return Sample(str(q.qid), q.vid, q.query, feats, windows, sps, grid.start + offset * sps)
+    text = styled_text(q, styles, rng)
+    return Sample(str(q.qid), q.vid, text, feats, windows, sps, grid.start + offset * sps)
 
 
 def collate(samples: Sequence[Sample]) -> Batch:

@@ -40,7 +40,15 @@ from pseudo.io import atomic_write_json, atomic_write_jsonl, atomic_write_text, 
 from pseudo.records import Query
 from pseudo.settings import code_version, dump_yaml
 from trainers.config import OptimConfig, TrainConfig
-from trainers.data import FeatureCache, check_label_features, collate, make_sample, select_labels, usable
+from trainers.data import (
+    FeatureCache,
+    check_label_features,
+    check_query_styles,
+    collate,
+    make_sample,
+    select_labels,
+    usable,
+)
 from trainers.localizer import Localizer, build_model
 from trainers.losses import localizer_loss
 from trainers.model import MomentLocalizer
@@ -253,7 +261,8 @@ def train_epoch(
         if len(idx) == 0:
             continue
         rng = np.random.default_rng([cfg.seed, at.epoch, b])
-        samples = [make_sample(ctx.queries[i], ctx.cache, ctx.cfg.data.max_len, rng) for i in idx]
+        styles = ctx.cfg.data.query_styles
+        samples = [make_sample(ctx.queries[i], ctx.cache, ctx.cfg.data.max_len, rng, styles) for i in idx]
         batch = collate(samples).to(ctx.device)
         with torch.autocast(ctx.device.type, dtype=torch.bfloat16, enabled=amp):
             out = ctx.model(batch.video, batch.mask, batch.texts)
@@ -335,6 +344,7 @@ def train(
     queries, skipped = usable(selected, features)
     cache = FeatureCache(features)
     check_label_features(queries, cache, labels_name, features_name)
+    check_query_styles(queries, cfg.data.query_styles, labels_name)
     video_dim = cache.get(queries[0].vid).features.shape[1]
     model = build_model(cfg, video_dim).to(device)
     params = [p for p in model.parameters() if p.requires_grad]

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from pseudo.backbones import Backbone
 from pseudo.captions.sources import CaptionSource
-from pseudo.captions.text import dedup, join_in_time, simplify_many
+from pseudo.captions.text import dedup, join_in_time, shorten_many, simplify_many
 from pseudo.data.store import VideoFeatures
 from pseudo.records import Proposal, Query
 from pseudo.similarity import contrast_scores, step_similarity
@@ -36,6 +36,9 @@ class QueryConfig(BaseModel):
     selection: Literal["contrastive", "centre"] = "contrastive"
     outside_weight: Annotated[float, Field(ge=0)] = 1.0
     query_type: Literal["natural", "simple"] = "natural"
+    #: also record each query's shortened skeleton (``meta.query_short``, :func:`shorten`), one of the
+    #: styles training can alternate between (``data.query_styles``)
+    short_queries: bool = True
     join_long: bool = False
     join_min_seconds: float = 30.0
     join_max_captions: Annotated[int, Field(ge=2)] = 3
@@ -128,9 +131,10 @@ def build_pseudo_queries(
             text = join_in_time(caps[: cfg.join_max_captions])
         chosen.append((pid, prop, text, score, ts))
     simple = simplify_many([c[2] for c in chosen], nlp) if chosen else []
+    short = shorten_many([c[2] for c in chosen], nlp) if chosen and cfg.short_queries else [""] * len(chosen)
     out: list[Query] = []
     seen: set[str] = set()
-    for (pid, prop, text, score, ts), simp in zip(chosen, simple, strict=True):
+    for (pid, prop, text, score, ts), simp, brief in zip(chosen, simple, short, strict=True):
         query = text if cfg.query_type == "natural" else simp.text
         key = query.lower().strip()
         if not key or (cfg.unique_per_video and key in seen):
@@ -139,6 +143,7 @@ def build_pseudo_queries(
         meta = {
             "query_natural": text,
             "query_simple": simp.text,
+            **({"query_short": brief} if cfg.short_queries else {}),
             "provenance": {
                 "proposal": pid,
                 "atoms": list(prop.atoms),
