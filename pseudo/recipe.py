@@ -10,7 +10,7 @@ Sections, in the order the method runs them::
     features: {...}                     # how a set becomes features (frames + backbone, or captions + encoder)
     proposals: {...}                    # self-similarity event proposals
     labels: {kind: pseudo, captioner: {...}, queries: {...}}   # or weak (real sentences), or files
-    data / text / model / optim / decode   # the localizer (trainers.config)
+    data / text / model / optim / loss / decode   # the localizer (trainers.config)
     eval: [{dataset: qvhighlights, split: val, videos: train}, {dataset: qvhighlights, split: test, videos: test}]
 
 A video set is a folder of videos (``video_dir``), a caption track (``captions``), or features made
@@ -39,7 +39,7 @@ from pseudo.settings import ConfigError, Layered, deep_merge, load_layers, valid
 from pseudo.stages.features import DEFAULT_ENCODER, CaptionFeaturesConfig, FeaturesConfig
 from pseudo.stages.per_video import Engine
 from pseudo.video import SamplingConfig
-from trainers.config import DataConfig, DecodeConfig, OptimConfig, TrainConfig
+from trainers.config import DataConfig, DecodeConfig, LossConfig, OptimConfig, TrainConfig
 from trainers.model import LocalizerConfig
 
 
@@ -177,6 +177,7 @@ class Recipe(_Strict):
     text: BackboneConfig = BackboneConfig(name="sentence", model="minilm")
     model: LocalizerConfig = LocalizerConfig()
     optim: OptimConfig = OptimConfig()
+    loss: LossConfig = LossConfig()
     decode: DecodeConfig = DecodeConfig()
     self_training: SelfTraining = SelfTraining()
     #: where the per-video stages run (local, or a Ray cluster); never changes their outputs
@@ -203,7 +204,13 @@ class Recipe(_Strict):
 
     def train_config(self) -> TrainConfig:
         return TrainConfig(
-            device=self.device, data=self.data, text=self.text, model=self.model, optim=self.optim, decode=self.decode
+            device=self.device,
+            data=self.data,
+            text=self.text,
+            model=self.model,
+            optim=self.optim,
+            loss=self.loss,
+            decode=self.decode,
         )
 
     def work(self) -> Path:

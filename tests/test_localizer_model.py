@@ -190,7 +190,26 @@ def test_hand_prompt_is_plain_text(tower: TextTower) -> None:
         ref_tokens, ref_pooled = tower.encode(tower.embed_tokens(ids), ref_mask)
     assert torch.equal(mask, ref_mask)
     torch.testing.assert_close(pooled, ref_pooled)
-    torch.testing.assert_close(tokens, ref_tokens)
+    torch.testing.assert_close(tokens[mask], ref_tokens[mask])  # padding is masked out downstream
+    # each text is encoded once and reused, whatever batch it comes in with
+    calls: list[int] = []
+    real_encode = tower.encode
+
+    def counting(embeds: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        calls.append(len(embeds))
+        return real_encode(embeds, mask)
+
+    tower.encode = counting  # type: ignore[method-assign]
+    try:
+        again, again_mask, again_pooled = prompt([TEXTS[1], "another text", TEXTS[0]])
+    finally:
+        del tower.encode
+    assert calls == [1]  # only the new text went through the tower
+    for i, j in ((0, 1), (2, 0)):
+        n = int(ref_mask[j].sum())
+        assert int(again_mask[i].sum()) == n
+        torch.testing.assert_close(again[i, :n], ref_tokens[j, :n], rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(again_pooled[i], ref_pooled[j])
 
 
 # ---------------------------------------------------------------- model

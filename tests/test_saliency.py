@@ -16,7 +16,7 @@ from pseudo.data.store import FeatureStore, VideoFeatures
 from pseudo.stages.features import build_caption_features, caption_features_config
 from trainers.config import DataConfig, DecodeConfig, TrainConfig
 from trainers.localizer import Localizer, build_model
-from trainers.losses import inside_targets, localizer_loss
+from trainers.losses import inside_targets, localizer_loss, query_contrast_loss
 from trainers.model import LocalizerConfig, minmax
 
 SLICE = Path(pseudo.__file__).parent / "assets" / "demo" / "qvhighlights_val_slice"
@@ -100,6 +100,40 @@ def test_windows_from_saliency_spans(store: FeatureStore, source: str) -> None:
         no_head.predict(store, gts[:1], decode_cfg=dc)
 
 
+def test_zero_shot_spans_join_the_saliency_spans(store: FeatureStore) -> None:
+    from pseudo.baselines.vtggpt import vtggpt_predictions
+    from pseudo.curves import SpanSettings
+
+    torch.manual_seed(0)
+    cfg = _cfg(saliency_head=True, plain_similarity=True)
+    loc = Localizer(build_model(cfg, 384), cfg)
+    gts = load_qvh_jsonl([SLICE / "gt.jsonl"])
+    alone = loc.predict(store, gts, decode_cfg=DecodeConfig(windows_from="saliency"), top_k=50)
+    # a weight of 0.5 puts every zero-shot span (score 1 + 0.5 * VTG score) below the model's best span
+    fused = loc.predict(
+        store, gts, decode_cfg=DecodeConfig(windows_from="saliency", similarity_span_weight=0.5), top_k=50
+    )
+    # the zero-shot side is VTG-GPT's algorithm on the same encoder and features (the rephrasings aside)
+    tower = loc.model.tower
+
+    class Encoder:
+        dim = tower.dim
+
+        def encode_texts(self, texts: list[str]) -> np.ndarray:
+            return tower.embed_texts(texts).numpy()
+
+    zero_shot = vtggpt_predictions(gts, store, Encoder(), cfg=SpanSettings(gap=6), top_k=50)  # type: ignore[arg-type]
+    for a, f, z in zip(alone, fused, zero_shot, strict=True):
+        assert f.windows[0] == a.windows[0]
+        got = {w[:2] for w in f.windows}
+        assert {w[:2] for w in a.windows} <= got  # the model's spans stay
+        extra = got - {w[:2] for w in a.windows}
+        assert extra and extra <= {w[:2] for w in z.windows}  # the rest are zero-shot spans
+    no_sim = Localizer(build_model(_cfg(saliency_head=True), 384), _cfg(saliency_head=True))
+    with pytest.raises(pseudo.errors.PseudoError, match=r"set decode\.similarity_span_weight to 0"):
+        no_sim.predict(store, gts[:1], decode_cfg=DecodeConfig(windows_from="saliency", similarity_span_weight=1.0))
+
+
 def test_repeat_windows_find_the_other_places_a_text_holds() -> None:
     a, b = np.eye(4)[0], np.eye(4)[1]
     rows = [a] * 4 + [b] * 4 + [a] * 2 + [b] * 3 + [a] * 3
@@ -111,3 +145,69 @@ def test_repeat_windows_find_the_other_places_a_text_holds() -> None:
     ]  # the longest
     # a run that touches the proposal is part of it, not another moment
     assert repeat_windows(b.astype(np.float32), feats, (8.0, 14.0), cfg) == [(20.0, 26.0)]
+
+
+def test_query_contrast_loss_by_hand() -> None:
+    # one video (group 0) seen with two queries, windows [0, 2) and [2, 4); a third row is another video
+    sal = torch.tensor([[2.0, 0.0, 0.0, 0.0], [0.0, 0.0, 1.0, 3.0], [5.0, 5.0, 5.0, 5.0]])
+    mask = torch.ones(3, 4, dtype=torch.bool)
+    windows = [torch.tensor([[0.0, 2.0]]), torch.tensor([[2.0, 4.0]]), torch.tensor([[0.0, 4.0]])]
+    loss = query_contrast_loss(sal, mask, windows, torch.tensor([0, 0, 1]))
+
+    # row 0 at steps 0, 1 against row 1; row 1 at steps 2, 3 against row 0; row 2 has no negatives
+    def ce(own: float, other: float) -> float:
+        return float(-torch.log_softmax(torch.tensor([own, other]), 0)[0])
+
+    expected = (ce(2.0, 0.0) + ce(0.0, 0.0) + ce(1.0, 0.0) + ce(3.0, 0.0)) / 4
+    assert float(loss) == pytest.approx(expected, rel=1e-6)
+    # a step both windows hold has no negative; no group at all gives 0 (and a gradient of 0)
+    overlap = [torch.tensor([[0.0, 4.0]]), torch.tensor([[0.0, 4.0]]), torch.tensor([[0.0, 4.0]])]
+    assert float(query_contrast_loss(sal, mask, overlap, torch.tensor([0, 0, 1]))) == 0.0
+    x = sal.clone().requires_grad_(True)
+    query_contrast_loss(x, mask, windows, torch.tensor([0, 1, 2])).backward()  # type: ignore[no-untyped-call]
+    assert x.grad is not None and float(x.grad.abs().sum()) == 0.0
+
+
+def test_same_video_batches_and_the_contrast_in_training(tmp_path: Path, store: FeatureStore) -> None:
+    import json
+
+    from pseudo.data.captions import ExternalCaptions
+    from pseudo.errors import PseudoError
+    from pseudo.records import Query
+    from trainers.config import LossConfig, OptimConfig
+    from trainers.loop import epoch_order, train
+
+    qs = [Query(f"{v}#{i}", v, 30.0, f"q{i}", ((0.0, 5.0),)) for v in "abc" for i in range(5)]
+    order = epoch_order(qs, seed=0, epoch=0, group=2)
+    assert sorted(order.tolist()) == list(range(15))  # every label once
+    runs = [qs[int(i)].vid for i in order]
+    # runs of the same video, of at most 2, come together: 3 videos of 5 labels make 9 runs
+    assert sum(1 for k in range(len(runs)) if k == 0 or runs[k] != runs[k - 1]) <= 9
+    assert (epoch_order(qs, 0, 0, 1) == np.random.default_rng([0, 0]).permutation(15)).all()  # unchanged without
+
+    # three labels per real slice video (a caption of each third as its query), trained with the contrast
+    track = ExternalCaptions(SLICE / "captions")
+    labels = []
+    for vid in store.vids():
+        caps = track.captions(vid)
+        third = len(caps) // 3
+        for k in range(3):
+            c = caps[k * third + third // 2]
+            labels.append(
+                Query(
+                    f"{vid}#{k}", vid, caps[-1].end, c.text, ((caps[k * third].start, caps[(k + 1) * third - 1].end),)
+                )
+            )
+    cfg = _cfg(saliency_head=True, plain_similarity=True).model_copy(
+        update={
+            "data": DataConfig(max_len=80),  # whole videos: no per-label crops, so a video's labels share steps
+            "optim": OptimConfig(epochs=1, batch_size=6, log_every=1, warmup_steps=1),
+            "loss": LossConfig(query_contrast_weight=1.0, query_contrast_group=3),
+        }
+    )
+    train(cfg, labels, store, tmp_path / "run")
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert len(log) == 4 and all(r["contrast"] > 0 for r in log)  # every batch held same-video negatives
+    no_head = cfg.model_copy(update={"model": cfg.model.model_copy(update={"saliency_head": False})})
+    with pytest.raises(PseudoError, match=r"set model\.saliency_head: true or loss\.query_contrast_weight: 0"):
+        train(no_head, labels, store, tmp_path / "bad")

@@ -43,6 +43,23 @@ class OptimConfig(_Strict):
     top_k: Annotated[int, Field(ge=1)] = 10
 
 
+class LossConfig(_Strict):
+    """The training objective: ActionFormer's focal + DIoU + L1 terms, the saliency head's BCE and,
+    optionally, same-video hard negatives.
+
+    ``query_contrast_weight`` > 0 batches the labels of one video together, ``query_contrast_group``
+    at a time, and adds a softmax over them at every step: a step inside one label's window (and
+    outside another's) must score higher for that label's pseudo-query than for the other pseudo-queries
+    of its video, so saliency that any query of the video would get (a salient but generic shot) is
+    not rewarded. Labels are compared where they show the same steps: a video longer than
+    ``data.max_len`` is cropped per label, and its labels meet only when their crops coincide."""
+
+    saliency_weight: Annotated[float, Field(ge=0)] = 1.0
+    query_contrast_weight: Annotated[float, Field(ge=0)] = 0.0
+    query_contrast_group: Annotated[int, Field(ge=2)] = 4
+    query_contrast_temperature: Annotated[float, Field(gt=0)] = 1.0
+
+
 class DecodeConfig(_Strict):
     """From per-step scores to ranked windows (inference only: changing it needs no retraining)."""
 
@@ -68,6 +85,11 @@ class DecodeConfig(_Strict):
     span_top_k: Annotated[int, Field(ge=1)] = 8
     span_gap_steps: Annotated[int, Field(ge=0)] = 2
     span_nms: Annotated[float, Field(gt=0, le=1)] = 0.95
+    # fuse with the zero-shot method: the spans of each phrasing's plain query-caption similarity curve
+    # (VTG-GPT's rule, gaps of up to similarity_span_gap steps merged) join the saliency spans, their
+    # scores times this weight (0: off; needs model.plain_similarity)
+    similarity_span_weight: Annotated[float, Field(ge=0)] = 0.0
+    similarity_span_gap: Annotated[int, Field(ge=0)] = 6
 
 
 class TrainConfig(_Strict):
@@ -78,4 +100,5 @@ class TrainConfig(_Strict):
     text: BackboneConfig = BackboneConfig(name="sentence", model="minilm")
     model: LocalizerConfig = LocalizerConfig()
     optim: OptimConfig = OptimConfig()
+    loss: LossConfig = LossConfig()
     decode: DecodeConfig = DecodeConfig()

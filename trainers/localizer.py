@@ -190,6 +190,12 @@ class Localizer:
                 f"decode.windows_from is {dc.windows_from!r} but this localizer has no saliency head "
                 "(model.saliency_head); use windows_from: regression"
             )
+        if dc.similarity_span_weight and not (spans_wanted and self.config.model.plain_similarity):
+            raise PseudoError(
+                f"decode.similarity_span_weight is {dc.similarity_span_weight:g}, which pools zero-shot spans of the "
+                "plain query-caption similarity with the saliency spans: it needs decode.windows_from saliency or both "
+                "and a localizer with model.plain_similarity; set decode.similarity_span_weight to 0"
+            )
         curves = [self._empty_curves(cache.get(q.vid), 1 + len(variants.get(str(q.qid), ()))) for q in queries]
         per_batch = max(1, batch_size // max(len(g) for _, g in groups)) if groups else 1
         for lo in range(0, len(groups), per_batch):
@@ -199,12 +205,15 @@ class Localizer:
             sizes = [len(g) for _, g in part_groups]
             if spans_wanted and out.saliency is not None:
                 sal = torch.sigmoid(out.saliency.float()).cpu().numpy()
+                sim = out.similarity.float().cpu().numpy() if out.similarity is not None else None
                 row = 0
                 for i, g in part_groups:
                     start_step = round((g[0].offset_seconds - cache.get(queries[i].vid).start) / g[0].seconds_per_step)
                     n = len(g[0].features)
                     curves[i][0][:, start_step : start_step + n] += sal[row : row + len(g), :n]
                     curves[i][1][start_step : start_step + n] += 1
+                    if sim is not None:
+                        curves[i][2][:, start_step : start_step + n] += sim[row : row + len(g), :n]
                     row += len(g)
             for (i, g), wins in zip(part_groups, self._decode_groups(out, sizes, top_k, dc), strict=True):
                 n_chunks[i] += 1
@@ -214,7 +223,7 @@ class Localizer:
                     for a, b, c in wins
                 )
         preds: list[Prediction] = []
-        for q, wins, n, (total, count) in zip(queries, found, n_chunks, curves, strict=True):
+        for q, wins, n, (total, count, sim_total) in zip(queries, found, n_chunks, curves, strict=True):
             arr = np.array(wins, dtype=np.float64).reshape(-1, 3)
             if n > 1 and len(arr):
                 arr = soft_nms(arr, dc.sigma)
@@ -222,7 +231,14 @@ class Localizer:
             if dc.event_snap_seconds and events is not None and q.vid in events:
                 arr = snap_to_events(arr, events[q.vid], dc.event_snap_seconds)
             if spans_wanted:
-                arr = self._with_spans(arr, total / np.maximum(count, 1), cache.get(q.vid), q.duration, dc)
+                arr = self._with_spans(
+                    arr,
+                    total / np.maximum(count, 1),
+                    sim_total / np.maximum(count, 1),
+                    cache.get(q.vid),
+                    q.duration,
+                    dc,
+                )
             if dc.similarity_weight and len(arr):
                 texts = [q.query, *variants.get(str(q.qid), ())]
                 arr = self._rescore(arr, texts, cache.get(q.vid), dc)
@@ -233,23 +249,35 @@ class Localizer:
         return preds
 
     @staticmethod
-    def _empty_curves(grid: StepFeatures, phrasings: int) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-        """Per phrasing, a running sum of saliency over the video's steps, and how many chunks added."""
-        return np.zeros((phrasings, len(grid.features))), np.zeros(len(grid.features))
+    def _empty_curves(
+        grid: StepFeatures, phrasings: int
+    ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
+        """Per phrasing, running sums over the video's steps of the saliency and of the plain
+        query-step similarity, and how many chunks added to each step."""
+        n = len(grid.features)
+        return np.zeros((phrasings, n)), np.zeros(n), np.zeros((phrasings, n))
 
     @staticmethod
     def _with_spans(
         regressed: NDArray[np.float64],
         curves: NDArray[np.float64],
+        similarity: NDArray[np.float64],
         grid: StepFeatures,
         duration: float,
         dc: DecodeConfig,
     ) -> NDArray[np.float64]:
         """Spans of each phrasing's saliency curve (pooled, best first, near-duplicates dropped), alone
         or ranked above the regressed windows; a span scores 1 + its VTG score, a regressed window its
-        probability, so the order is spans first."""
+        probability, so the order is spans first. With ``similarity_span_weight`` (w), the zero-shot
+        spans of each phrasing's plain similarity curve (VTG-GPT's rule, ``similarity_span_gap``) join
+        the pool, scoring 1 + w * their VTG score."""
         cfg = SpanSettings(dc.span_bins, dc.span_top_k, dc.span_gap_steps, dc.span_nms)
-        found = nms([s for c in curves for s in spans(normalise(c), cfg)], cfg.nms_threshold)
+        pool = [s for c in curves for s in spans(normalise(c), cfg)]
+        if dc.similarity_span_weight:
+            zs = SpanSettings(dc.span_bins, dc.span_top_k, dc.similarity_span_gap, dc.span_nms)
+            w = dc.similarity_span_weight
+            pool += [(a, b, w * sc) for c in similarity for a, b, sc in spans(normalise(c), zs)]
+        found = nms(pool, cfg.nms_threshold)
         rows = [
             (grid.start + a * grid.step, min(grid.start + (b + 1) * grid.step, duration), 1.0 + sc)
             for a, b, sc in found

@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from numpy.typing import NDArray
 
 from pseudo.backbones.base import resolve_device
 from pseudo.data.store import FeatureSource, FeatureStore
@@ -42,6 +43,7 @@ from pseudo.settings import code_version, dump_yaml
 from trainers.config import OptimConfig, TrainConfig
 from trainers.data import (
     FeatureCache,
+    Sample,
     check_label_features,
     check_query_styles,
     collate,
@@ -254,7 +256,10 @@ def train_epoch(
     Returns False when ``should_stop`` asked to stop after a step (a checkpoint is then written)."""
     cfg = ctx.cfg.optim
     amp = cfg.amp and ctx.device.type == "cuda"
-    order = np.random.default_rng([cfg.seed, at.epoch]).permutation(len(ctx.queries))
+    loss_cfg = ctx.cfg.loss
+    contrast = loss_cfg.query_contrast_weight > 0
+    group = loss_cfg.query_contrast_group if contrast else 1
+    order = epoch_order(ctx.queries, cfg.seed, at.epoch, group)
     order = order[ctx.dist.rank :: ctx.dist.world]
     for b in range(at.batch, ctx.steps_per_epoch):
         idx = order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
@@ -266,7 +271,14 @@ def train_epoch(
         batch = collate(samples).to(ctx.device)
         with torch.autocast(ctx.device.type, dtype=torch.bfloat16, enabled=amp):
             out = ctx.model(batch.video, batch.mask, batch.texts)
-            loss, parts = localizer_loss(out, batch.windows)
+            loss, parts = localizer_loss(
+                out,
+                batch.windows,
+                saliency_weight=loss_cfg.saliency_weight,
+                groups=same_view_groups(samples, ctx.device) if contrast else None,
+                contrast_weight=loss_cfg.query_contrast_weight,
+                contrast_tau=loss_cfg.query_contrast_temperature,
+            )
         ctx.optimizer.zero_grad(set_to_none=True)
         torch.autograd.backward(loss)
         if cfg.grad_clip:
@@ -287,6 +299,28 @@ def train_epoch(
     at.epoch += 1
     at.batch = 0
     return True
+
+
+def epoch_order(queries: Sequence[Query], seed: int, epoch: int, group: int = 1) -> NDArray[np.int64]:
+    """The order labels are drawn in during ``epoch``: a permutation seeded by ``(seed, epoch)``; with
+    ``group`` > 1, labels of one video come in runs of up to ``group`` (so a batch holds same-video
+    negatives), the runs themselves shuffled."""
+    rng = np.random.default_rng([seed, epoch])
+    perm = rng.permutation(len(queries))
+    if group <= 1:
+        return perm
+    by_vid: dict[str, list[int]] = {}
+    for i in perm:
+        by_vid.setdefault(queries[int(i)].vid, []).append(int(i))
+    runs = [idx[k : k + group] for idx in by_vid.values() for k in range(0, len(idx), group)]
+    return np.array([i for r in rng.permutation(len(runs)) for i in runs[int(r)]], dtype=np.int64)
+
+
+def same_view_groups(samples: Sequence[Sample], device: torch.device) -> torch.Tensor:
+    """A group id per sample: samples that show the same steps of the same video share one."""
+    ids: dict[tuple[str, float, int], int] = {}
+    out = [ids.setdefault((s.vid, round(s.offset_seconds, 6), len(s.features)), len(ids)) for s in samples]
+    return torch.tensor(out, device=device)
 
 
 def _log_step(ctx: EpochContext, at: Progress, parts: dict[str, float]) -> None:
@@ -345,6 +379,11 @@ def train(
     cache = FeatureCache(features)
     check_label_features(queries, cache, labels_name, features_name)
     check_query_styles(queries, cfg.data.query_styles, labels_name)
+    if cfg.loss.query_contrast_weight > 0 and not cfg.model.saliency_head:
+        raise PseudoError(
+            "loss.query_contrast_weight works on the saliency head's per-step scores; set model.saliency_head: true "
+            "or loss.query_contrast_weight: 0"
+        )
     video_dim = cache.get(queries[0].vid).features.shape[1]
     model = build_model(cfg, video_dim).to(device)
     params = [p for p in model.parameters() if p.requires_grad]

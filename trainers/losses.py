@@ -117,6 +117,30 @@ def saliency_loss(saliency: Tensor, mask: Tensor, windows: list[Tensor]) -> Tens
     return (bce * w).sum() / (2 * len(windows))
 
 
+def query_contrast_loss(
+    saliency: Tensor, mask: Tensor, windows: list[Tensor], groups: Tensor, tau: float = 1.0
+) -> Tensor:
+    """Same-video hard negatives on the saliency logits (B, T).
+
+    Rows with the same ``groups`` id (B,) show the same video steps with different queries. For each
+    step inside row ``b``'s windows, the rows of its group whose windows do not hold that step are its
+    negatives: the loss is the cross-entropy of picking ``b`` among them (logits over ``tau``), averaged
+    over every step that has at least one negative; 0 when none has."""
+    target = inside_targets(saliency.shape[1], windows, saliency.device).bool()  # (B, T)
+    valid = mask.bool()
+    same = (groups[:, None] == groups[None, :]) & ~torch.eye(len(groups), dtype=torch.bool, device=groups.device)
+    logits = saliency.float() / tau
+    # negatives[b, r, t]: row r is a negative of row b at step t
+    negatives = same[:, :, None] & ~target[None, :, :] & valid[None, :, :]
+    others = logits[None, :, :].expand(len(groups), -1, -1).masked_fill(~negatives, float("-inf"))
+    both = torch.cat([logits[:, None, :], others], dim=1)  # (B, 1 + B, T)
+    terms = torch.logsumexp(both, dim=1) - logits  # -log softmax of the row itself
+    use = target & valid & negatives.any(dim=1)
+    if not bool(use.any()):
+        return saliency.sum() * 0.0
+    return terms[use].mean()
+
+
 def localizer_loss(
     out: LocalizerOutput,
     windows: list[Tensor],
@@ -127,10 +151,14 @@ def localizer_loss(
     alpha: float = 0.25,
     gamma: float = 2.0,
     saliency_weight: float = 1.0,
+    groups: Tensor | None = None,
+    contrast_weight: float = 0.0,
+    contrast_tau: float = 1.0,
 ) -> tuple[Tensor, dict[str, float]]:
     """Focal loss on every valid point, plus DIoU and L1 on the stride-normalised offsets of the
     positives, each divided by the number of positives; with a saliency head, binary cross-entropy
-    of every valid step against "its centre lies inside a window". Returns the total and its parts."""
+    of every valid step against "its centre lies inside a window"; with ``groups`` and ``contrast_weight``,
+    the same-video query contrast (:func:`query_contrast_loss`). Returns the total and its parts."""
     cls_target, reg_target, positive = assign_targets(
         out.points, out.strides, out.ranges, out.mask, windows, center_radius
     )
@@ -143,11 +171,17 @@ def localizer_loss(
     l1 = (pred / stride - target / stride).abs().sum() / npos
     total = cls_weight * cls + diou_weight * diou + l1_weight * l1
     sal = torch.zeros((), device=out.logits.device)
+    contrast = torch.zeros((), device=out.logits.device)
     if out.saliency is not None:
-        sal = saliency_loss(out.saliency, out.mask[:, : out.saliency.shape[1]], windows)
+        step_mask = out.mask[:, : out.saliency.shape[1]]
+        sal = saliency_loss(out.saliency, step_mask, windows)
         total = total + saliency_weight * sal
+        if groups is not None and contrast_weight > 0:
+            contrast = query_contrast_loss(out.saliency, step_mask, windows, groups, contrast_tau)
+            total = total + contrast_weight * contrast
     parts = {
         "saliency": float(sal.detach()),
+        "contrast": float(contrast.detach()),
         "cls": float(cls.detach()),
         "diou": float(diou.detach()),
         "l1": float(l1.detach()),

@@ -56,6 +56,9 @@ class PromptLearner(nn.Module):
             )
         self.ctx: nn.Parameter | None = None
         self.meta_net: nn.Sequential | None = None
+        #: hand-written prompts learn nothing and the tower is frozen, so each text's encoding never
+        #: changes: it is computed once (its valid tokens and pooled state) and reused
+        self._hand_cache: dict[str, tuple[Tensor, Tensor]] = {}
         if mode == "hand":
             return
         self.ctx = nn.Parameter(self._initial_context(ctx_init))
@@ -96,13 +99,30 @@ class PromptLearner(nn.Module):
             ctx = ctx + self.meta_bias(video_pooled).unsqueeze(1)
         return ctx
 
+    def _hand(self, texts: Sequence[str]) -> tuple[Tensor, Tensor, Tensor]:
+        """The hand-written prompt's encodings, each distinct text through the tower once (right padding
+        with a mask leaves a text's valid tokens unchanged, so a cached encoding equals a fresh one)."""
+        prefix = f"{self.ctx_init} " if self.ctx_init else ""
+        todo = [t for t in dict.fromkeys(texts) if t not in self._hand_cache]
+        if todo:
+            with torch.no_grad():
+                ids, mask = self.tower.tokenize([prefix + t for t in todo], self.max_length)
+                tokens, pooled = self.tower.encode(self.tower.embed_tokens(ids), mask)
+            for i, t in enumerate(todo):
+                self._hand_cache[t] = (tokens[i, : int(mask[i].sum())].detach(), pooled[i].detach())
+        rows = [self._hand_cache[t] for t in texts]
+        length = max(len(tok) for tok, _ in rows)
+        out = rows[0][0].new_zeros((len(rows), length, rows[0][0].shape[-1]))
+        valid = torch.zeros(len(rows), length, dtype=torch.bool, device=out.device)
+        for i, (tok, _) in enumerate(rows):
+            out[i, : len(tok)] = tok
+            valid[i, : len(tok)] = True
+        return out, valid, torch.stack([p for _, p in rows])
+
     def forward(self, texts: Sequence[str], video_pooled: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
         """Encoded prompted queries: tokens (B, L', dim), mask (B, L') bool, pooled (B, dim)."""
         if self.mode == "hand":
-            prefix = f"{self.ctx_init} " if self.ctx_init else ""
-            ids, mask = self.tower.tokenize([prefix + t for t in texts], self.max_length)
-            tokens, pooled = self.tower.encode(self.tower.embed_tokens(ids), mask)
-            return tokens, mask, pooled
+            return self._hand(texts)
         ids, mask = self.tower.tokenize(texts, self.max_length - self.n_ctx)
         words = self.tower.embed_tokens(ids)
         ctx = self.context(len(texts), video_pooled).to(words.dtype)
