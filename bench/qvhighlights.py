@@ -56,14 +56,16 @@ VARIANTS = "{root}/qvhighlights/vtggpt_rephrased_queries/{split}.jsonl"
 
 #: decoding changed, one setting at a time, on the recipe's trained model (no retraining)
 DECODE_ABLATIONS: dict[str, dict[str, Any]] = {
-    "regressed windows only (the previous decoding)": {"windows_from": "regression"},
+    "no zero-shot spans fused (similarity_span_weight 0)": {"similarity_span_weight": 0.0},
+    "regressed windows only (the previous decoding)": {"windows_from": "regression", "similarity_span_weight": 0.0},
     "variants pooled as windows (not fused per step)": {"variant_fusion": "windows"},
     "boundaries not snapped": {"snap_to_steps": False, "event_snap_seconds": 0},
 }
 
 #: training changed, one setting at a time (each trains a model: --ablations)
 ABLATIONS: dict[str, dict[str, Any]] = {
-    "self-training: 1 round (relabelled by the model's own windows)": {"self_training.rounds": 1},
+    "pseudo-moments of 10-40 s (the previous recipe's labels)": {"data.max_label_seconds": 40},
+    "same-video hard negatives (loss.query_contrast_weight 1)": {"loss.query_contrast_weight": 1.0},
 }
 
 PUBLISHED: list[dict[str, float | str]] = [
@@ -133,12 +135,17 @@ def main() -> None:
     variants = {s: load_variants(VARIANTS.format(root=find_data_root(), split=s), gts[s]) for s in SPLITS}
     llm = "LLM rephrasings fused: same inputs as VTG-GPT"
 
+    localizers: dict[Path, Localizer] = {}  # one per run: a hand-prompt localizer keeps its text encodings
+
     def localizer_preds(
         pipeline: Pipeline, result: PipelineResult, split: str, use_variants: bool, **decode: Any
     ) -> list[Prediction]:
         """The trained run's predictions with the recipe's decoding (``decode`` changed)."""
         videos = SPLITS[split]
-        localizer = Localizer.from_run(result.outputs["train"], "cpu")
+        run_dir = Path(result.outputs["train"])
+        if run_dir not in localizers:
+            localizers[run_dir] = Localizer.from_run(run_dir, "cpu")
+        localizer = localizers[run_dir]
         dc = pipeline.recipe.decode.model_copy(update=decode)
         events = load_events(result.outputs[f"proposals:{videos}"])
         source = pipeline.features_source(videos)
@@ -218,7 +225,9 @@ def main() -> None:
             preds = localizer_preds(base_pipeline, base_result, split, True, **decode)
             add(f"decoding ablation (seed {args.seeds[0]}, {llm}): {name}", split, preds, True)
     for split in SPLITS:
-        preds = localizer_preds(base_pipeline, base_result, split, False, windows_from="regression")
+        preds = localizer_preds(
+            base_pipeline, base_result, split, False, windows_from="regression", similarity_span_weight=0.0
+        )
         add(f"decoding ablation (seed {args.seeds[0]}): no LLM and regressed windows only", split, preds, True)
 
     if args.ablations:
