@@ -146,6 +146,20 @@ class PoisonTask(ProposalsTask):
         return super().run(vids)
 
 
+def _cpus_come_back(seconds: float = 30.0) -> bool:
+    """Whether all the cluster's CPUs are free again within ``seconds`` (actors end asynchronously)."""
+    import time
+
+    import ray
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if ray.available_resources().get("CPU", 0) >= ray.cluster_resources()["CPU"]:
+            return True
+        time.sleep(0.5)
+    return False
+
+
 @pytest.mark.parametrize("how", ["raise", "exit"])
 def test_a_worker_failing_on_one_video_loses_only_that_video(tmp_path: Path, monkeypatch: Any, how: str) -> None:
     import pseudo.stages.proposals as stage
@@ -161,6 +175,7 @@ def test_a_worker_failing_on_one_video_loses_only_that_video(tmp_path: Path, mon
     assert sorted(summary.done) == sorted(v for v in store.vids() if v != poison)
     written = {rec["video"] for rec in map(json.loads, (tmp_path / "p.jsonl").read_text().splitlines())}
     assert written == set(summary.done), "the output holds every other video"
+    assert _cpus_come_back(), "every actor of the pass (a restarted one too) has ended: none holds a CPU"
     monkeypatch.setattr(stage, "ProposalsTask", lambda *a: PoisonTask(*a, poison="nobody", how=how))
     again = run_proposals(store, cfg, tmp_path / "p.jsonl", engine=RAY)  # the fault is gone: only it reruns
     assert again.done == [poison] and len(again.skipped) == len(store.vids()) - 1

@@ -8,7 +8,10 @@ with a class, each with ``gpus_per_worker`` GPUs) run the stage's models and wri
 files to the shared store, exactly as the local path does. Failures travel back as rows: a video
 that raises one of the stage's errors is recorded as failed by the driver; a batch whose worker
 raised anything else or died is retried once, one video per batch, and a video that fails that way
-again is recorded as failed, so a poison video costs only itself.
+again is recorded as failed, so a poison video costs only itself. Each pass ends by killing every
+actor that joined its pool (a :class:`_Roster` of their handles): Ray Data leaves an actor alive
+after its pass when it was restarted during it, and the leaked actors' CPUs would starve the next pass,
+which then waits for them forever.
 """
 
 from __future__ import annotations
@@ -38,11 +41,28 @@ def _prepare_row(row: dict[str, Any], task: Any) -> dict[str, Any]:
     return {"vids": row["vids"], "prepared": pickle.dumps(payload)}
 
 
+class _Roster:
+    """A Ray actor (no CPU) keeping the handles of one pass's workers, so the driver can end them all."""
+
+    def __init__(self) -> None:
+        self.handles: list[Any] = []
+
+    def add(self, handle: Any) -> None:
+        self.handles.append(handle)
+
+    def members(self) -> list[Any]:
+        return self.handles
+
+
 class _Worker:
     """A Ray actor holding one copy of the stage's task (its models load on first use, here)."""
 
-    def __init__(self, task: PerVideoTask) -> None:
+    def __init__(self, task: PerVideoTask, roster: Any = None) -> None:
         self.task = task
+        if roster is not None:  # a restart runs this again, with the same actor id: added once is enough
+            import ray
+
+            ray.get(roster.add.remote(ray.get_runtime_context().current_actor))
 
     def _finish(self, names: list[str], prepared: bytes) -> dict[str, Outcome | BaseException]:
         payload: dict[str, tuple[str, Any]] = pickle.loads(prepared)
@@ -117,11 +137,12 @@ def _one_pass(
     ds = ray.data.from_items(items, override_num_blocks=len(items))
     if _has_cpu_part(task):
         ds = ds.map(_prepare_row, fn_kwargs={"task": task}, num_cpus=engine.cpus_per_prepare)
+    roster = ray.remote(num_cpus=0)(_Roster).remote()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # the actors' restart settings (Ray 2.60's spelling)
         ds = ds.map_batches(
             _Worker,
-            fn_constructor_kwargs={"task": task},
+            fn_constructor_kwargs={"task": task, "roster": roster},
             batch_size=1,
             compute=ray.data.ActorPoolStrategy(size=engine.workers, max_tasks_in_flight_per_actor=queue),
             num_cpus=engine.cpus_per_worker,
@@ -129,7 +150,12 @@ def _one_pass(
             max_restarts=-1,  # a dead actor is replaced ...
             max_task_retries=0,  # ... and its batch comes back as missing rows, retried once by the caller
         )
-    return {str(r["vid"]): (str(r["status"]), str(r["message"])) for r in ds.iter_rows()}
+    try:
+        return {str(r["vid"]): (str(r["status"]), str(r["message"])) for r in ds.iter_rows()}
+    finally:
+        for handle in ray.get(roster.members.remote()):
+            ray.kill(handle, no_restart=True)
+        ray.kill(roster)
 
 
 def _has_cpu_part(task: PerVideoTask) -> bool:
