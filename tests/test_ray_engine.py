@@ -154,7 +154,8 @@ def _cpus_come_back(seconds: float = 30.0) -> bool:
 
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        if ray.available_resources().get("CPU", 0) >= ray.cluster_resources()["CPU"]:
+        free, total = ray.available_resources(), ray.cluster_resources()  # type: ignore[no-untyped-call]
+        if free.get("CPU", 0) >= total["CPU"]:
             return True
         time.sleep(0.5)
     return False
