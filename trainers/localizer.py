@@ -15,6 +15,7 @@ half; the candidates of all windows are merged with soft-NMS.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -205,7 +206,11 @@ class Localizer:
             sizes = [len(g) for _, g in part_groups]
             if spans_wanted and out.saliency is not None:
                 sal = torch.sigmoid(out.saliency.float()).cpu().numpy()
-                sim = out.similarity.float().cpu().numpy() if out.similarity is not None else None
+                sim = (
+                    out.similarity.float().cpu().numpy()
+                    if dc.similarity_span_weight and out.similarity is not None
+                    else None
+                )
                 row = 0
                 for i, g in part_groups:
                     start_step = round((g[0].offset_seconds - cache.get(queries[i].vid).start) / g[0].seconds_per_step)
@@ -274,7 +279,7 @@ class Localizer:
         cfg = SpanSettings(dc.span_bins, dc.span_top_k, dc.span_gap_steps, dc.span_nms)
         pool = [s for c in curves for s in spans(normalise(c), cfg)]
         if dc.similarity_span_weight:
-            zs = SpanSettings(dc.span_bins, dc.span_top_k, dc.similarity_span_gap, dc.span_nms)
+            zs = replace(cfg, gap=dc.similarity_span_gap)
             w = dc.similarity_span_weight
             pool += [(a, b, w * sc) for c in similarity for a, b, sc in spans(normalise(c), zs)]
         found = nms(pool, cfg.nms_threshold)

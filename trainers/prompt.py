@@ -14,6 +14,7 @@ from typing import Literal
 
 import torch
 from torch import Tensor, nn
+from torch.nn.utils.rnn import pad_sequence
 
 from pseudo.errors import PseudoError
 from trainers.text_towers import TextTower
@@ -111,13 +112,10 @@ class PromptLearner(nn.Module):
             for i, t in enumerate(todo):
                 self._hand_cache[t] = (tokens[i, : int(mask[i].sum())].detach(), pooled[i].detach())
         rows = [self._hand_cache[t] for t in texts]
-        length = max(len(tok) for tok, _ in rows)
-        out = rows[0][0].new_zeros((len(rows), length, rows[0][0].shape[-1]))
-        valid = torch.zeros(len(rows), length, dtype=torch.bool, device=out.device)
-        for i, (tok, _) in enumerate(rows):
-            out[i, : len(tok)] = tok
-            valid[i, : len(tok)] = True
-        return out, valid, torch.stack([p for _, p in rows])
+        padded = pad_sequence([tok for tok, _ in rows], batch_first=True)
+        lengths = torch.tensor([len(tok) for tok, _ in rows], device=padded.device)
+        valid = torch.arange(padded.shape[1], device=padded.device)[None, :] < lengths[:, None]
+        return padded, valid, torch.stack([p for _, p in rows])
 
     def forward(self, texts: Sequence[str], video_pooled: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
         """Encoded prompted queries: tokens (B, L', dim), mask (B, L') bool, pooled (B, dim)."""
