@@ -39,7 +39,15 @@ from pseudo.settings import ConfigError, Layered, deep_merge, load_layers, valid
 from pseudo.stages.features import DEFAULT_ENCODER, CaptionFeaturesConfig, FeaturesConfig
 from pseudo.stages.per_video import Engine
 from pseudo.video import SamplingConfig
-from trainers.config import DataConfig, DecodeConfig, LossConfig, OptimConfig, TrainConfig
+from trainers.config import (
+    DataConfig,
+    DecodeConfig,
+    LossConfig,
+    OptimConfig,
+    TrainConfig,
+    decode_conflict,
+    loss_conflict,
+)
 from trainers.model import LocalizerConfig
 
 
@@ -186,6 +194,10 @@ class Recipe(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
+        # settings that cannot work together fail here, before any stage runs (not hours later in train/predict)
+        for conflict in (loss_conflict(self.model, self.loss), decode_conflict(self.model, self.decode)):
+            if conflict:
+                raise ValueError(conflict)
         if self.synthetic is not None:
             return self
         if "train" not in self.videos:

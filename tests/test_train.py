@@ -132,6 +132,15 @@ def test_cuda_without_gpu_and_bad_recipes(tmp_path: Path) -> None:
     bad.write_text("name: x\nvideos: {test: {captions: c}}\n")
     with pytest.raises(ConfigError, match=r"videos needs a `train` set"):
         load_recipe(bad)
+    # settings that cannot work together are refused when the recipe loads, before any stage runs
+    bad.write_text("name: x\nsynthetic: {}\nloss: {query_contrast_weight: 1}\n")
+    with pytest.raises(
+        ConfigError, match=r"bad\.yaml: .*set model\.saliency_head: true or loss\.query_contrast_weight: 0"
+    ):
+        load_recipe(bad)
+    bad.write_text("name: x\nsynthetic: {}\nmodel: {saliency_head: true}\ndecode: {similarity_span_weight: 0.8}\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml: .*needs decode\.windows_from saliency or both"):
+        load_recipe(bad)
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in RECIPES.glob("*.yaml")))

@@ -102,3 +102,30 @@ class TrainConfig(_Strict):
     optim: OptimConfig = OptimConfig()
     loss: LossConfig = LossConfig()
     decode: DecodeConfig = DecodeConfig()
+
+
+def loss_conflict(model: LocalizerConfig, loss: LossConfig) -> str | None:
+    """Why ``loss`` cannot train ``model`` (a sentence naming the fix), or None."""
+    if loss.query_contrast_weight > 0 and not model.saliency_head:
+        return (
+            "loss.query_contrast_weight works on the saliency head's per-step scores; set model.saliency_head: true "
+            "or loss.query_contrast_weight: 0"
+        )
+    return None
+
+
+def decode_conflict(model: LocalizerConfig, dc: DecodeConfig) -> str | None:
+    """Why ``dc`` cannot decode a localizer built as ``model`` (a sentence naming the fix), or None."""
+    spans_wanted = dc.windows_from != "regression"
+    if spans_wanted and not model.saliency_head:
+        return (
+            f"decode.windows_from is {dc.windows_from!r} but this localizer has no saliency head "
+            "(model.saliency_head); use windows_from: regression"
+        )
+    if dc.similarity_span_weight and not (spans_wanted and model.plain_similarity):
+        return (
+            f"decode.similarity_span_weight is {dc.similarity_span_weight:g}, which pools zero-shot spans of the "
+            "plain query-caption similarity with the saliency spans: it needs decode.windows_from saliency or both "
+            "and a localizer with model.plain_similarity; set decode.similarity_span_weight to 0"
+        )
+    return None

@@ -30,7 +30,7 @@ from pseudo.errors import PseudoError
 from pseudo.metrics.iou import iou_cross
 from pseudo.records import Prediction, Query
 from pseudo.similarity import window_contrast
-from trainers.config import DecodeConfig, TrainConfig
+from trainers.config import DecodeConfig, TrainConfig, decode_conflict
 from trainers.data import Batch, FeatureCache, Sample, StepFeatures, collate
 from trainers.decode import decode, snap_to_events, soft_nms
 from trainers.model import LocalizerOutput, MomentLocalizer
@@ -186,17 +186,8 @@ class Localizer:
         n_chunks = [0] * len(queries)
         device = self.device
         spans_wanted = dc.windows_from != "regression"
-        if spans_wanted and not self.config.model.saliency_head:
-            raise PseudoError(
-                f"decode.windows_from is {dc.windows_from!r} but this localizer has no saliency head "
-                "(model.saliency_head); use windows_from: regression"
-            )
-        if dc.similarity_span_weight and not (spans_wanted and self.config.model.plain_similarity):
-            raise PseudoError(
-                f"decode.similarity_span_weight is {dc.similarity_span_weight:g}, which pools zero-shot spans of the "
-                "plain query-caption similarity with the saliency spans: it needs decode.windows_from saliency or both "
-                "and a localizer with model.plain_similarity; set decode.similarity_span_weight to 0"
-            )
+        if conflict := decode_conflict(self.config.model, dc):
+            raise PseudoError(conflict)
         curves = [self._empty_curves(cache.get(q.vid), 1 + len(variants.get(str(q.qid), ()))) for q in queries]
         per_batch = max(1, batch_size // max(len(g) for _, g in groups)) if groups else 1
         for lo in range(0, len(groups), per_batch):

@@ -40,7 +40,7 @@ from pseudo.errors import PseudoError
 from pseudo.io import atomic_write_json, atomic_write_jsonl, atomic_write_text, check_writable, iter_jsonl
 from pseudo.records import Query
 from pseudo.settings import code_version, dump_yaml
-from trainers.config import OptimConfig, TrainConfig
+from trainers.config import OptimConfig, TrainConfig, loss_conflict
 from trainers.data import (
     FeatureCache,
     Sample,
@@ -379,11 +379,8 @@ def train(
     cache = FeatureCache(features)
     check_label_features(queries, cache, labels_name, features_name)
     check_query_styles(queries, cfg.data.query_styles, labels_name)
-    if cfg.loss.query_contrast_weight > 0 and not cfg.model.saliency_head:
-        raise PseudoError(
-            "loss.query_contrast_weight works on the saliency head's per-step scores; set model.saliency_head: true "
-            "or loss.query_contrast_weight: 0"
-        )
+    if conflict := loss_conflict(cfg.model, cfg.loss):
+        raise PseudoError(conflict)
     video_dim = cache.get(queries[0].vid).features.shape[1]
     model = build_model(cfg, video_dim).to(device)
     params = [p for p in model.parameters() if p.requires_grad]
