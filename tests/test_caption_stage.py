@@ -68,6 +68,40 @@ def test_external_captions_from_dir_and_zip(tmp_path: Path) -> None:
         ExternalCaptions(bad).captions("v")
 
 
+def test_caption_features_embed_each_caption_once_across_passes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Passes of 2 videos: a caption met in an earlier pass (the slice's videos share some) is not
+    embedded again, and the stored features are those of a run that remembers nothing across passes."""
+    from pseudo.backbones.sentence import SentenceBackbone
+    from pseudo.stages import features
+
+    sent: list[str] = []
+    encode = SentenceBackbone.encode_texts
+
+    def counting(self: SentenceBackbone, texts: Any) -> Any:
+        sent.extend(texts)
+        return encode(self, texts)
+
+    monkeypatch.setattr(SentenceBackbone, "encode_texts", counting)
+    monkeypatch.setattr(features, "CAPTION_BATCH_VIDEOS", 2)
+    track = ExternalCaptions(SLICE / "captions")
+    per_pass = [
+        {c.text for v in track.vids()[i : i + 2] for c in track.captions(v)} for i in range(0, len(track.vids()), 2)
+    ]
+    distinct = set().union(*per_pass)
+    assert sum(len(p) for p in per_pass) > len(distinct)  # the slice has captions shared across passes
+    build_caption_features(caption_features_config(SLICE / "captions"), tmp_path / "memo")
+    assert len(sent) == len(set(sent)) == len(distinct)
+    sent.clear()
+    monkeypatch.setattr(features, "CAPTION_MEMO_TEXTS", 1)
+    build_caption_features(caption_features_config(SLICE / "captions"), tmp_path / "plain")
+    assert len(sent) == sum(len(p) for p in per_pass)
+    a, b = FeatureStore.load(tmp_path / "memo"), FeatureStore.load(tmp_path / "plain")
+    for vid in track.vids():
+        np.testing.assert_allclose(a.get(vid).features, b.get(vid).features, atol=1e-5)
+
+
 def test_caption_store_is_refused_when_captions_change(tmp_path: Path) -> None:
     src = tmp_path / "caps"
     src.mkdir()

@@ -96,3 +96,30 @@ def test_unknown_backbone_and_missing_model(tmp_path: Path) -> None:
         build_backbone(BackboneConfig(name="vjepa"))
     with pytest.raises(PseudoError, match="could not load CLIP model"):
         build_backbone(BackboneConfig(model=str(tmp_path / "nothing")))
+
+
+def test_text_memo_remembers_up_to_its_bound() -> None:
+    """Each text is encoded once while remembered; past ``max_texts`` the least recently used goes."""
+    from pseudo.backbones.memo import TextMemo
+
+    calls: list[list[str]] = []
+
+    class Letters:
+        dim = 2
+
+        def encode_texts(self, texts: list[str]) -> np.ndarray:
+            calls.append(list(texts))
+            return np.array([[ord(t[0]), len(t)] for t in texts], np.float32)
+
+    memo = TextMemo(BackboneConfig(), max_texts=2)
+    memo._encoder = Letters()  # type: ignore[assignment]
+    np.testing.assert_array_equal(memo.encode_texts(["a", "bb", "a"]), [[97, 1], [98, 2], [97, 1]])
+    assert calls == [["a", "bb"]]
+    memo.encode_texts(["a"])  # a is now the most recent
+    memo.encode_texts(["ccc"])  # bb goes
+    assert list(memo.known) == ["a", "ccc"] and memo.hits == 1 and memo.encoded == 3
+    np.testing.assert_array_equal(memo.encode_texts(["bb", "a"]), [[98, 2], [97, 1]])
+    assert calls[-1] == ["bb"]
+    assert memo.encode_texts([]).shape == (0, 2)
+    with pytest.raises(ValueError, match="max_texts"):
+        TextMemo(BackboneConfig(), max_texts=0)

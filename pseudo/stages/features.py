@@ -7,8 +7,9 @@ Two sources, by their settings' ``kind``:
   QVHighlights clip captions), each caption embedded by a text encoder (MiniLM). The rest of the
   pipeline (proposals, pseudo-queries, localizer) is the same on both.
 
-Caption embedding is batched across videos: identical captions are embedded once, and batches are
-sorted by length (see :meth:`pseudo.backbones.sentence.SentenceBackbone.encode_texts`).
+Caption embedding is batched across videos: identical captions are embedded once (a worker remembers
+the captions of its earlier passes, :class:`pseudo.backbones.memo.TextMemo`), and batches are sorted by
+length (see :meth:`pseudo.backbones.sentence.SentenceBackbone.encode_texts`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from pseudo.backbones import Backbone, BackboneConfig, build_backbone
+from pseudo.backbones.memo import TextMemo
 from pseudo.data.captions import ExternalCaptions
 from pseudo.data.store import FeatureSource, FeatureStore, VideoFeatures
 from pseudo.errors import PseudoError
@@ -32,6 +34,11 @@ from pseudo.video import SampledVideo, SamplingConfig, list_videos, sample_frame
 
 #: the sentence encoder that embeds caption tracks unless told otherwise
 DEFAULT_ENCODER = BackboneConfig(name="sentence", model="minilm", batch_size=64)
+#: videos whose captions are embedded in one pass
+CAPTION_BATCH_VIDEOS = 32
+#: caption embeddings a worker remembers across passes (about 75 MB of 384-d float32); on QVHighlights
+#: val it embeds 97,942 captions of 113,620 against 100,324 when each pass of 32 videos is on its own
+CAPTION_MEMO_TEXTS = 50_000
 
 
 class FeaturesConfig(BaseModel):
@@ -204,7 +211,9 @@ class CaptionFeaturesTask(_StoreTask):
         self.cfg = cfg
         self.track = ExternalCaptions(cfg.captions, cfg.clip_seconds)
         self.durations = durations or {}
-        self.encoder: Backbone | None = None
+        # captions recur across a job's videos (clips cut from one source video, stock phrases): each
+        # distinct caption is embedded once per worker, remembered across passes up to a bound
+        self.encoder = TextMemo(cfg.encoder, max_texts=CAPTION_MEMO_TEXTS)
 
     def run(self, vids: Sequence[str]) -> dict[str, Outcome | BaseException]:
         out: dict[str, Outcome | BaseException] = {}
@@ -217,7 +226,6 @@ class CaptionFeaturesTask(_StoreTask):
                 out[vid] = PseudoError("no captions")
         if not tracks:
             return out
-        self.encoder = self.encoder or build_backbone(self.cfg.encoder)
         texts = [c.text for caps in tracks.values() for c in caps]
         emb = self.encoder.encode_texts(texts)
         lo = 0
@@ -268,10 +276,6 @@ def build_features(
     if shard is None:
         store.write_index()
     return summary
-
-
-#: videos whose captions are embedded in one pass
-CAPTION_BATCH_VIDEOS = 32
 
 
 def build_caption_features(

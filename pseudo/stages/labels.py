@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict
 
-from pseudo.backbones import Backbone, BackboneConfig, build_backbone
+from pseudo.backbones import build_backbone
+from pseudo.backbones.memo import TextMemo
 from pseudo.captions.queries import QueryConfig, assign_weak, build_pseudo_queries
 from pseudo.captions.sources import CaptionerConfig, CaptionSource, build_caption_source
 from pseudo.captions.text import load_nlp
@@ -49,43 +49,6 @@ class LabelsConfig(BaseModel):
 
     captioner: CaptionerConfig = CaptionerConfig()
     queries: QueryConfig = QueryConfig()
-
-
-class TextMemo:
-    """Remembers text embeddings, so captions already embedded (e.g. as caption-track features)
-    are not encoded again; only ``encode_texts`` is provided."""
-
-    def __init__(self, encoder: BackboneConfig) -> None:
-        self.config = encoder
-        self._encoder: Backbone | None = None  # built on first use (and in the worker that uses it)
-        self.known: dict[str, NDArray[np.float32]] = {}
-
-    @property
-    def encoder(self) -> Backbone:
-        self._encoder = self._encoder or build_backbone(self.config)
-        return self._encoder
-
-    @property
-    def dim(self) -> int:
-        return self.encoder.dim
-
-    def seed(self, texts: Sequence[str], embeddings: NDArray[np.float32]) -> None:
-        for t, e in zip(texts, embeddings, strict=True):
-            self.known.setdefault(t, e.astype(np.float32))
-
-    def encode_texts(self, texts: Sequence[str]) -> NDArray[np.float32]:
-        todo = sorted({t for t in texts if t not in self.known})
-        if todo:
-            self.seed(todo, self.encoder.encode_texts(todo))
-        if not texts:
-            return np.zeros((0, self.dim), np.float32)
-        return np.stack([self.known[t] for t in texts])
-
-    def encode_images(self, frames: NDArray[np.uint8]) -> NDArray[np.float32]:
-        return self.encoder.encode_images(frames)
-
-    def clear(self) -> None:
-        self.known.clear()
 
 
 def caption_track_of(features: FeatureSource | None) -> ExternalCaptions | None:
