@@ -60,6 +60,7 @@ DECODE_ABLATIONS: dict[str, dict[str, Any]] = {
     "regressed windows only (the previous decoding)": {"windows_from": "regression", "similarity_span_weight": 0.0},
     "variants pooled as windows (not fused per step)": {"variant_fusion": "windows"},
     "boundaries not snapped": {"snap_to_steps": False, "event_snap_seconds": 0},
+    "near-copies not decayed (overlap_decay_iou 1)": {"overlap_decay_iou": 1.0},
 }
 
 #: training changed, one setting at a time (each trains a model: --ablations)

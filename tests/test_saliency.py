@@ -13,6 +13,7 @@ import pseudo
 from pseudo.captions.queries import QueryConfig, repeat_windows
 from pseudo.data.benchmarks import load_qvh_jsonl
 from pseudo.data.store import FeatureStore, VideoFeatures
+from pseudo.metrics.iou import iou_cross
 from pseudo.stages.features import build_caption_features, caption_features_config
 from trainers.config import DataConfig, DecodeConfig, TrainConfig
 from trainers.localizer import Localizer, build_model
@@ -211,3 +212,27 @@ def test_same_video_batches_and_the_contrast_in_training(tmp_path: Path, store: 
     no_head = cfg.model_copy(update={"model": cfg.model.model_copy(update={"saliency_head": False})})
     with pytest.raises(PseudoError, match=r"set model\.saliency_head: true or loss\.query_contrast_weight: 0"):
         train(no_head, labels, store, tmp_path / "bad")
+
+
+def test_overlap_decay_ranks_near_copies_behind_other_places(store: FeatureStore) -> None:
+    torch.manual_seed(0)
+    cfg = _cfg(saliency_head=True, plain_similarity=True)
+    loc = Localizer(build_model(cfg, 384), cfg)
+    gts = load_qvh_jsonl([SLICE / "gt.jsonl"])
+    dc = DecodeConfig(windows_from="both", similarity_span_weight=0.8)
+    plain = loc.predict(store, gts, decode_cfg=dc, top_k=200)
+    decayed = loc.predict(store, gts, decode_cfg=dc.model_copy(update={"overlap_decay_iou": 0.8}), top_k=200)
+    moved = 0
+    for p, d in zip(plain, decayed, strict=True):
+        assert d.windows[0] == p.windows[0]  # the best window stays first: R1 is unchanged
+        assert sorted(w[:2] for w in d.windows) == sorted(w[:2] for w in p.windows)  # the same windows
+        scores = [w[2] for w in d.windows]
+        assert scores == sorted(scores, reverse=True)
+        before = {w[:2]: w[2] for w in p.windows}
+        assert all(w[2] <= before[w[:2]] + 1e-12 for w in d.windows)  # scores only fall
+        for i, w in enumerate(d.windows):  # a window loses score only to a better one it overlaps by > 0.8
+            if w[2] < before[w[:2]] - 1e-12:
+                better = np.array([v[:2] for v in d.windows[:i]])
+                assert iou_cross(better, np.array([w[:2]])).max() > 0.8
+                moved += 1
+    assert moved  # the slice has such near-copies

@@ -238,6 +238,8 @@ class Localizer:
             if dc.similarity_weight and len(arr):
                 texts = [q.query, *variants.get(str(q.qid), ())]
                 arr = self._rescore(arr, texts, cache.get(q.vid), dc)
+            if dc.overlap_decay_iou < 1 and len(arr):
+                arr = soft_nms(arr, iou_threshold_linear=dc.overlap_decay_iou)
             arr = arr[:top_k]
             windows = tuple((float(a), float(min(b, q.duration)), float(c)) for a, b, c in arr)
             preds.append(Prediction(q.qid, q.vid, windows, q.query))
