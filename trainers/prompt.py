@@ -9,6 +9,7 @@ in front of the query as plain text.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Literal
 
@@ -20,6 +21,11 @@ from pseudo.errors import PseudoError
 from trainers.text_towers import TextTower
 
 PromptMode = Literal["coop", "cocoop", "hand"]
+
+#: texts whose hand-prompt encodings are kept (least recently used go first): about 37 KB each with
+#: MiniLM, so about 1.2 GB at most; the QVHighlights recipe trains on at most 18,228 pseudo-queries
+#: (12 per val video), all kept
+HAND_CACHE_TEXTS = 32_768
 
 
 class PromptLearner(nn.Module):
@@ -58,8 +64,10 @@ class PromptLearner(nn.Module):
         self.ctx: nn.Parameter | None = None
         self.meta_net: nn.Sequential | None = None
         #: hand-written prompts learn nothing and the tower is frozen, so each text's encoding never
-        #: changes: it is computed once (its valid tokens and pooled state) and reused
-        self._hand_cache: dict[str, tuple[Tensor, Tensor]] = {}
+        #: changes: it is computed once (its valid tokens and pooled state) and reused, for up to
+        #: ``cache_texts`` texts (a text that was dropped is encoded again, to the same values)
+        self.cache_texts = HAND_CACHE_TEXTS
+        self._hand_cache: OrderedDict[str, tuple[Tensor, Tensor]] = OrderedDict()
         if mode == "hand":
             return
         self.ctx = nn.Parameter(self._initial_context(ctx_init))
@@ -104,14 +112,21 @@ class PromptLearner(nn.Module):
         """The hand-written prompt's encodings, each distinct text through the tower once (right padding
         with a mask leaves a text's valid tokens unchanged, so a cached encoding equals a fresh one)."""
         prefix = f"{self.ctx_init} " if self.ctx_init else ""
-        todo = [t for t in dict.fromkeys(texts) if t not in self._hand_cache]
+        found: dict[str, tuple[Tensor, Tensor]] = {}
+        for t in dict.fromkeys(texts):
+            if t in self._hand_cache:
+                found[t] = self._hand_cache[t]
+                self._hand_cache.move_to_end(t)
+        todo = [t for t in dict.fromkeys(texts) if t not in found]
         if todo:
             with torch.no_grad():
                 ids, mask = self.tower.tokenize([prefix + t for t in todo], self.max_length)
                 tokens, pooled = self.tower.encode(self.tower.embed_tokens(ids), mask)
             for i, t in enumerate(todo):
-                self._hand_cache[t] = (tokens[i, : int(mask[i].sum())].detach(), pooled[i].detach())
-        rows = [self._hand_cache[t] for t in texts]
+                found[t] = self._hand_cache[t] = (tokens[i, : int(mask[i].sum())].detach(), pooled[i].detach())
+            while len(self._hand_cache) > self.cache_texts:
+                self._hand_cache.popitem(last=False)
+        rows = [found[t] for t in texts]
         padded = pad_sequence([tok for tok, _ in rows], batch_first=True)
         lengths = torch.tensor([len(tok) for tok, _ in rows], device=padded.device)
         valid = torch.arange(padded.shape[1], device=padded.device)[None, :] < lengths[:, None]
