@@ -210,8 +210,8 @@ def test_hand_prompt_is_plain_text(tower: TextTower) -> None:
         assert int(again_mask[i].sum()) == n
         torch.testing.assert_close(again[i, :n], ref_tokens[j, :n], rtol=1e-4, atol=1e-5)
         torch.testing.assert_close(again_pooled[i], ref_pooled[j])
-    # the cache is bounded: past cache_texts the least recently used text goes, and comes back the same
-    prompt.cache_texts = 2
+    # the cache is bounded: past its size the least recently used text goes, and comes back the same
+    prompt._hand_cache.max_items = 2
     prompt([TEXTS[0]])
     prompt(["a third text"])
     assert list(prompt._hand_cache) == [TEXTS[0], "a third text"]

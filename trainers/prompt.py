@@ -9,7 +9,6 @@ in front of the query as plain text.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Literal
 
@@ -18,6 +17,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pad_sequence
 
 from pseudo.errors import PseudoError
+from pseudo.lru import LRU
 from trainers.text_towers import TextTower
 
 PromptMode = Literal["coop", "cocoop", "hand"]
@@ -65,9 +65,8 @@ class PromptLearner(nn.Module):
         self.meta_net: nn.Sequential | None = None
         #: hand-written prompts learn nothing and the tower is frozen, so each text's encoding never
         #: changes: it is computed once (its valid tokens and pooled state) and reused, for up to
-        #: ``cache_texts`` texts (a text that was dropped is encoded again, to the same values)
-        self.cache_texts = HAND_CACHE_TEXTS
-        self._hand_cache: OrderedDict[str, tuple[Tensor, Tensor]] = OrderedDict()
+        #: ``HAND_CACHE_TEXTS`` texts (a text that was dropped is encoded again, to the same values)
+        self._hand_cache: LRU[str, tuple[Tensor, Tensor]] = LRU(HAND_CACHE_TEXTS)
         if mode == "hand":
             return
         self.ctx = nn.Parameter(self._initial_context(ctx_init))
@@ -112,20 +111,14 @@ class PromptLearner(nn.Module):
         """The hand-written prompt's encodings, each distinct text through the tower once (right padding
         with a mask leaves a text's valid tokens unchanged, so a cached encoding equals a fresh one)."""
         prefix = f"{self.ctx_init} " if self.ctx_init else ""
-        found: dict[str, tuple[Tensor, Tensor]] = {}
-        for t in dict.fromkeys(texts):
-            if t in self._hand_cache:
-                found[t] = self._hand_cache[t]
-                self._hand_cache.move_to_end(t)
-        todo = [t for t in dict.fromkeys(texts) if t not in found]
+        found, todo = self._hand_cache.lookup(texts)
         if todo:
             with torch.no_grad():
                 ids, mask = self.tower.tokenize([prefix + t for t in todo], self.max_length)
                 tokens, pooled = self.tower.encode(self.tower.embed_tokens(ids), mask)
             for i, t in enumerate(todo):
-                found[t] = self._hand_cache[t] = (tokens[i, : int(mask[i].sum())].detach(), pooled[i].detach())
-            while len(self._hand_cache) > self.cache_texts:
-                self._hand_cache.popitem(last=False)
+                found[t] = (tokens[i, : int(mask[i].sum())].detach(), pooled[i].detach())
+                self._hand_cache.put(t, found[t])
         rows = [found[t] for t in texts]
         padded = pad_sequence([tok for tok, _ in rows], batch_first=True)
         lengths = torch.tensor([len(tok) for tok, _ in rows], device=padded.device)

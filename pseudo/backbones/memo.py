@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Sequence
 
 import numpy as np
 from numpy.typing import NDArray
 
 from pseudo.backbones import Backbone, BackboneConfig, build_backbone
+from pseudo.lru import LRU
 
 
 class TextMemo:
@@ -21,9 +21,8 @@ class TextMemo:
         if max_texts is not None and max_texts < 1:
             raise ValueError(f"max_texts must be at least 1 (or None), got {max_texts}")
         self.config = encoder
-        self.max_texts = max_texts
         self._encoder: Backbone | None = None
-        self.known: OrderedDict[str, NDArray[np.float32]] = OrderedDict()
+        self.known: LRU[str, NDArray[np.float32]] = LRU(max_texts)
         #: texts given by the memo without encoding them, and texts encoded
         self.hits = 0
         self.encoded = 0
@@ -40,31 +39,17 @@ class TextMemo:
     def seed(self, texts: Sequence[str], embeddings: NDArray[np.float32]) -> None:
         """Remember ``embeddings`` of ``texts`` (made elsewhere by the same encoder)."""
         for t, e in zip(texts, embeddings, strict=True):
-            self._remember(t, e.astype(np.float32))
-
-    def _remember(self, text: str, emb: NDArray[np.float32]) -> None:
-        self.known[text] = emb
-        self.known.move_to_end(text)
-        if self.max_texts is not None:
-            while len(self.known) > self.max_texts:
-                self.known.popitem(last=False)
+            self.known.put(t, e.astype(np.float32))
 
     def encode_texts(self, texts: Sequence[str]) -> NDArray[np.float32]:
         if not texts:
             return np.zeros((0, self.dim), np.float32)
-        found: dict[str, NDArray[np.float32]] = {}
-        todo: list[str] = []
-        for t in dict.fromkeys(texts):
-            if t in self.known:
-                found[t] = self.known[t]
-                self.known.move_to_end(t)
-                self.hits += 1
-            else:
-                todo.append(t)
+        found, todo = self.known.lookup(texts)
+        self.hits += len(found)
         if todo:
             for t, e in zip(todo, self.encoder.encode_texts(todo), strict=True):
                 found[t] = e.astype(np.float32)
-                self._remember(t, found[t])
+                self.known.put(t, found[t])
             self.encoded += len(todo)
         return np.stack([found[t] for t in texts])
 
