@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
+from collections.abc import Sequence
 from pathlib import Path
 
+from pseudo.console import print_error
+from pseudo.errors import PseudoError
+from pseudo.io import check_writable
 from pseudo.settings import code_version
 
 
@@ -27,3 +32,15 @@ def machine() -> str:
 
 def header(title: str, command: str) -> str:
     return f"# {title}\n\nMachine: {machine()}  \nCode: {code_version()}  \nCommand: `{command}`\n\n"
+
+
+def parse_args(ap: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The parsed arguments, once ``--out`` is known to be writable: a bench that can't save its table
+    fails at once with one line and exit status 2, not with a traceback after the whole run."""
+    args = ap.parse_args(argv)
+    try:
+        check_writable(args.out, "file")
+    except PseudoError as exc:
+        print_error(str(exc))
+        raise SystemExit(2) from None
+    return args

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from bench._common import header
+from bench._common import header, parse_args
 from pseudo.baselines.prior import LengthPositionPrior, whole_video
 from pseudo.console import markdown_table, metrics_table
 from pseudo.data import load_dataset
@@ -37,7 +37,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data-root", default=None)
     ap.add_argument("--out", default="bench/results/baselines.md")
-    args = ap.parse_args()
+    args = parse_args(ap)
     con = Console(stderr=True, width=160)
     recall_rows: dict[str, dict[str, float]] = {}
     qvh_rows: dict[str, dict[str, float]] = {}

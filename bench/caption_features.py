@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench._common import header
+from bench._common import header, parse_args
 from pseudo.console import markdown_table, stderr_console
 
 
@@ -101,7 +101,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--one", nargs=3, help=argparse.SUPPRESS)
     ap.add_argument("--out", default="bench/results/caption_features.md")
-    args = ap.parse_args()
+    args = parse_args(ap)
     if args.one:
         path, threads, save = args.one
         print(json.dumps(one(path, args.videos, int(threads), Path(save))))

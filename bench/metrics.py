@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from rich.console import Console
 
-from bench._common import header
+from bench._common import header, parse_args
 from pseudo.console import markdown_table
 from pseudo.metrics.protocols import PROTOCOLS
 from pseudo.metrics.qvhighlights import MAP_IOUS
@@ -66,7 +66,7 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=20000)
     ap.add_argument("--loop-queries", type=int, default=2000)
     ap.add_argument("--out", default="bench/results/metrics.md")
-    args = ap.parse_args()
+    args = parse_args(ap)
     con = Console(stderr=True, width=160)
     gts, preds = synthetic(args.queries)
     sub_g, sub_p = gts[: args.loop_queries], preds[: args.loop_queries]

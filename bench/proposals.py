@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from rich.console import Console
 
-from bench._common import header
+from bench._common import header, parse_args
 from proposals import ProposalConfig, generate_proposals
 from pseudo.backbones import Backbone, BackboneConfig, build_backbone
 from pseudo.console import markdown_table
@@ -52,7 +52,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--video", type=Path, default=None, help="default: shared/data/samples/univtg/charades.mp4")
     ap.add_argument("--out", default="bench/results/proposals.md")
-    args = ap.parse_args()
+    args = parse_args(ap)
     con = Console(stderr=True, width=160)
     torch.set_num_threads(max(1, torch.get_num_threads()))
     video = args.video or find_data_root() / "samples/univtg/charades.mp4"

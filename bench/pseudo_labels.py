@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from rich.console import Console
 
-from bench._common import header
+from bench._common import header, parse_args
 from pseudo.backbones import BackboneConfig, build_backbone
 from pseudo.console import markdown_table
 from pseudo.data import load_dataset
@@ -73,7 +73,7 @@ def main() -> None:
     ap.add_argument("--recipe", type=Path, default=Path("recipes/qvhighlights_captions_zs.yaml"))
     ap.add_argument("--work", type=Path, default=None, help="the pipeline's work directory (default: the recipe's)")
     ap.add_argument("--out", default="bench/results/pseudo_labels.md")
-    args = ap.parse_args()
+    args = parse_args(ap)
     con = Console(stderr=True, width=160)
     recipe = load_recipe(args.recipe)
     pipeline = Pipeline(recipe, args.work, log=con.print)

@@ -25,7 +25,7 @@ from typing import Any
 
 from rich.console import Console
 
-from bench._common import header
+from bench._common import header, parse_args
 from pseudo.backbones import build_backbone
 from pseudo.baselines.prior import LengthPositionPrior
 from pseudo.baselines.tfidf import tfidf_caption_windows
@@ -115,7 +115,7 @@ def main() -> None:
     ap.add_argument("--ablations", action="store_true")
     ap.add_argument("--seeds", type=int, nargs="*", default=[0], help="optim.seed values of the recipe's row")
     ap.add_argument("--out", default="bench/results/qvhighlights.md")
-    args = ap.parse_args()
+    args = parse_args(ap)
     con = Console(stderr=True, width=180)
     timer = Timer()
     gts = {s: [q for q in load_dataset("qvhighlights", s) if q.windows] for s in SPLITS}

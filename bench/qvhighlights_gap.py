@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from bench._common import header
+from bench._common import header, parse_args
 from pseudo.console import markdown_table
 from pseudo.data import load_dataset
 from pseudo.data.predictions import load_predictions
@@ -78,7 +78,7 @@ def main() -> None:
     ap.add_argument("--recipe", type=Path, default=Path("recipes/qvhighlights_captions_zs.yaml"))
     ap.add_argument("--work", type=Path, default=None, help="pipeline work directory (default: the recipe's)")
     ap.add_argument("--out", default="bench/results/qvhighlights_gap.md")
-    args = ap.parse_args()
+    args = parse_args(ap)
     result = Pipeline(load_recipe(args.recipe), args.work).run()
     cols: dict[str, dict[str, str]] = {}
     for split, videos in (("val", "train"), ("test", "test")):

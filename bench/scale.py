@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from bench._common import header
+from bench._common import header, parse_args
 from pseudo.console import markdown_table, stderr_console
 from pseudo.io import atomic_write_json, atomic_write_text
 
@@ -141,7 +141,7 @@ def main() -> None:
     ap.add_argument("--one", nargs=2, help=argparse.SUPPRESS)
     ap.add_argument("--store-videos", type=int, default=20000, help="videos for the store's per-video costs")
     ap.add_argument("--out", default="bench/results/scale_measured.md")
-    args = ap.parse_args()
+    args = parse_args(ap)
     if args.one:
         print(json.dumps(one(args.one[0], args.videos, Path(args.one[1]))))
         return

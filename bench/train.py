@@ -28,7 +28,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from bench._common import header
+from bench._common import header, parse_args
 from pseudo.console import markdown_table
 
 MODES = ("hand", "coop", "cocoop")
@@ -114,7 +114,7 @@ def main() -> None:
     ap.add_argument("--threads", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--one", choices=MODES, help=argparse.SUPPRESS)
     ap.add_argument("--out", default="bench/results/train.md")
-    args = ap.parse_args()
+    args = parse_args(ap)
     if args.one:
         print(json.dumps(one(args.one, args.steps, args.batch, args.threads)))
         return
