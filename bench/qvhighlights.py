@@ -61,6 +61,7 @@ DECODE_ABLATIONS: dict[str, dict[str, Any]] = {
     "variants pooled as windows (not fused per step)": {"variant_fusion": "windows"},
     "boundaries not snapped": {"snap_to_steps": False, "event_snap_seconds": 0},
     "near-copies not decayed (overlap_decay_iou 1)": {"overlap_decay_iou": 1.0},
+    "windows not re-scored by the zero-shot contrast (similarity_weight 0)": {"similarity_weight": 0.0},
 }
 
 #: training changed, one setting at a time (each trains a model: --ablations)
