@@ -284,6 +284,7 @@ def write_results(
         for name, table in (("LLM rephrasings (same inputs as VTG-GPT)", summary), ("no LLM", nollm))
         for split, (mean, spread) in table.items()
     ]
+    version = code_version()  # read before the md is written: writing it makes the tree dirty
     text = header("Zero-shot QVHighlights from real clip captions", f"python -m bench.qvhighlights {flags}")
     text += (
         f"Official QVHighlights metrics (percent). The method is `{args.recipe}` run by the pipeline "
@@ -314,7 +315,7 @@ def write_results(
             "no_llm": headline(nollm),
             "seeds": len(args.seeds),
             "recipe": str(args.recipe),
-            "code_version": code_version(),
+            "code_version": version,
         },
     )
 
