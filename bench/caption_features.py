@@ -7,7 +7,9 @@ Both embed the MiniGPT-v2 captions of the same QVHighlights val videos with the 
 * old path (the previous release): one video at a time, captions in file order, batches of 256
   padded to their longest caption, every caption embedded even when it repeats;
 * new path (:class:`pseudo.stages.features.CaptionFeaturesTask`): 32 videos per pass, each distinct
-  caption embedded once (remembered across passes, up to 50,000), batches of 64 sorted by token count.
+  caption embedded once (remembered across passes, up to 50,000), batches of up to 64 captions of one
+  token count (no padding, no attention mask), run side by side as one lane more than torch's threads,
+  each lane on one thread (:func:`pseudo.backbones.base.map_in_lanes`).
 
 ``--videos 0`` takes every val video (the whole split, as the features stage embeds it).
 
