@@ -431,18 +431,21 @@ class Pipeline:
 
         def run() -> dict[str, Any]:
             localizer = Localizer.from_run(run_dir, self.recipe.device)
-            labels = relabel(
-                localizer,
-                previous_files,
-                self.outputs["features:train"],
-                out,
-                events=self._events("train"),
-                max_windows=st.max_windows,
-                ratio=st.ratio,
-                clip_seconds=self._video_sets()["train"].clip_seconds,
-                select=round_ == 1,
-                decode_cfg=self.recipe.decode,
-            )
+            with progress_bar(f"self-training labels (round {round_})") as bar:
+                labels = relabel(
+                    localizer,
+                    previous_files,
+                    self.outputs["features:train"],
+                    out,
+                    events=self._events("train"),
+                    max_windows=st.max_windows,
+                    ratio=st.ratio,
+                    clip_seconds=self._video_sets()["train"].clip_seconds,
+                    select=round_ == 1,
+                    decode_cfg=self.recipe.decode,
+                    on_start=bar.start,
+                    on_query=bar.advance,
+                )
             return {
                 "labels": len(labels),
                 "windows_per_label": round(sum(len(q.windows) for q in labels) / max(1, len(labels)), 3),
@@ -533,19 +536,22 @@ class Pipeline:
         out = self.work / "predictions" / f"{target.name}-{_short(h)}.jsonl"
 
         def run() -> dict[str, Any]:
-            preds = predict_split(
-                self.localizer(),
-                target.dataset,
-                target.split,
-                self.features_source(target.videos),
-                out,
-                events=self._events(target.videos),
-                gt_files=target.gt,
-                data_root=self.data_root,
-                limit=target.limit,
-                variants=target.variants,
-                decode_overrides=r.decode.model_dump(),  # the recipe's decoding, not the checkpoint's
-            )
+            with progress_bar(f"predict ({target.dataset} {target.split})") as bar:
+                preds = predict_split(
+                    self.localizer(),
+                    target.dataset,
+                    target.split,
+                    self.features_source(target.videos),
+                    out,
+                    events=self._events(target.videos),
+                    gt_files=target.gt,
+                    data_root=self.data_root,
+                    limit=target.limit,
+                    variants=target.variants,
+                    decode_overrides=r.decode.model_dump(),  # the recipe's decoding, not the checkpoint's
+                    on_start=bar.start,
+                    on_query=bar.advance,
+                )
             return {"predictions": len(preds)}
 
         return Step(

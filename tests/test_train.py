@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -250,3 +251,34 @@ def test_query_styles_alternate_and_missing_styles_are_refused() -> None:
     check_query_styles([q], ["short", "simple"], "labels.jsonl")
     with pytest.raises(PseudoError, match=r"1 of the 2 labels in labels.jsonl carry no 'query_short'.*rebuild"):
         check_query_styles([q, empty], ["short"], "labels.jsonl")
+
+
+def test_predict_reports_progress_and_decodes_each_query_as_its_chunks_finish(tiny: dict[str, object]) -> None:
+    """``on_start``/``on_query`` see every query once, in order; a query is decoded as soon as its last
+    batch has run (not after the whole split), and gives what it gives when asked alone."""
+    from trainers.localizer import Localizer
+
+    outputs = tiny["outputs"]
+    assert isinstance(outputs, dict)
+    localizer = Localizer.from_run(Path(outputs["train"]), "cpu")
+    syn = Path(str(tiny["work"])) / "synthetic"
+    queries = load_dataset("jsonl", "custom", files=[syn / "eval.jsonl"])[:12]
+    source = ArrayDirectory(syn / "features")
+    events: list[str] = []
+    forward = localizer.model.forward
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        events.append("batch")
+        return forward(*args, **kwargs)
+
+    localizer.model.forward = counted  # type: ignore[method-assign]
+    preds = localizer.predict(
+        source, queries, batch_size=4, on_start=lambda n: events.append(f"start {n}"), on_query=events.append
+    )
+    assert events[0] == f"start {len(queries)}"
+    assert [e for e in events if e not in ("batch",) and not e.startswith("start")] == [str(q.qid) for q in queries]
+    assert events.index(str(queries[0].qid)) < len(events) - 1 - events[::-1].index("batch")  # before the last batch
+    for q, p in zip(queries, preds, strict=True):
+        alone = localizer.predict(source, [q])[0]
+        assert p.qid == alone.qid
+        np.testing.assert_allclose(np.array(p.windows), np.array(alone.windows), atol=1e-5)

@@ -14,7 +14,7 @@ half; the candidates of all windows are merged with soft-NMS.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -121,8 +121,13 @@ class Localizer:
         decode_cfg: DecodeConfig | None = None,
         batch_size: int = 64,
         variants: Mapping[str, Sequence[str]] | None = None,
+        on_start: Callable[[int], None] | None = None,
+        on_query: Callable[[str], None] | None = None,
     ) -> list[Prediction]:
         """Up to ``top_k`` ranked windows (seconds) per query, best first.
+
+        ``on_start(n)`` is called with the number of queries, and ``on_query(qid)`` as each is
+        decoded (for a progress bar: :func:`pseudo.progress.progress_bar`'s ``start``/``advance``).
 
         ``variants`` (``{str(qid): [other phrasings]}``) are asked too, and fused as
         ``decode.variant_fusion`` says: ``steps`` averages every point's relevance logit and boundary
@@ -151,7 +156,9 @@ class Localizer:
                 f"decode.event_snap_seconds is {dc.event_snap_seconds:g} but no event boundaries were given: "
                 "pass the videos' proposals (their starts and ends), or set decode.event_snap_seconds to 0"
             )
-        return self._predict(qs, FeatureCache(source), k, dc, per_video, batch_size, variants or {})
+        if on_start is not None:
+            on_start(len(qs))
+        return self._predict(qs, FeatureCache(source), k, dc, per_video, batch_size, variants or {}, on_query)
 
     def _predict(
         self,
@@ -162,6 +169,7 @@ class Localizer:
         events: Mapping[str, NDArray[np.float64]] | None,
         batch_size: int,
         variants: Mapping[str, Sequence[str]],
+        on_query: Callable[[str], None] | None = None,
     ) -> list[Prediction]:
         model, max_len = self.model, self.config.data.max_len
         was_training = model.training
@@ -190,6 +198,22 @@ class Localizer:
             raise PseudoError(conflict)
         curves = [self._empty_curves(cache.get(q.vid), 1 + len(variants.get(str(q.qid), ()))) for q in queries]
         per_batch = max(1, batch_size // max(len(g) for _, g in groups)) if groups else 1
+        preds: list[Prediction] = []
+
+        def finish_up_to(last: int) -> None:
+            """Decode every query whose groups are all among the first ``last`` (groups are in query order)."""
+            while len(preds) < len(queries) and last_group[len(preds)] < last:
+                i = len(preds)
+                q = queries[i]
+                preds.append(
+                    self._decode_query(q, found[i], n_chunks[i], curves[i], cache, top_k, dc, events, variants)
+                )
+                if on_query is not None:
+                    on_query(str(q.qid))
+
+        last_group = [-1] * len(queries)
+        for g_index, (i, _) in enumerate(groups):
+            last_group[i] = g_index
         for lo in range(0, len(groups), per_batch):
             part_groups = groups[lo : lo + per_batch]
             batch: Batch = collate([s for _, g in part_groups for s in g]).to(device)
@@ -218,33 +242,48 @@ class Localizer:
                     (s.offset_seconds + a * s.seconds_per_step, s.offset_seconds + b * s.seconds_per_step, c)
                     for a, b, c in wins
                 )
-        preds: list[Prediction] = []
-        for q, wins, n, (total, count, sim_total) in zip(queries, found, n_chunks, curves, strict=True):
-            arr = np.array(wins, dtype=np.float64).reshape(-1, 3)
-            if n > 1 and len(arr):
-                arr = soft_nms(arr, dc.sigma)
-            arr = arr[np.argsort(-arr[:, 2], kind="stable")]
-            if dc.event_snap_seconds and events is not None and q.vid in events:
-                arr = snap_to_events(arr, events[q.vid], dc.event_snap_seconds)
-            if spans_wanted:
-                arr = self._with_spans(
-                    arr,
-                    total / np.maximum(count, 1),
-                    sim_total / np.maximum(count, 1),
-                    cache.get(q.vid),
-                    q.duration,
-                    dc,
-                )
-            if dc.similarity_weight and len(arr):
-                texts = [q.query, *variants.get(str(q.qid), ())]
-                arr = self._rescore(arr, texts, cache.get(q.vid), dc)
-            if dc.overlap_decay_iou < 1 and len(arr):
-                arr = soft_nms(arr, iou_threshold_linear=dc.overlap_decay_iou)
-            arr = arr[:top_k]
-            windows = tuple((float(a), float(min(b, q.duration)), float(c)) for a, b, c in arr)
-            preds.append(Prediction(q.qid, q.vid, windows, q.query))
+            finish_up_to(lo + per_batch)
+        finish_up_to(len(groups))
         model.train(was_training)
         return preds
+
+    def _decode_query(
+        self,
+        q: Query,
+        wins: list[tuple[float, float, float]],
+        n: int,
+        curves: tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]],
+        cache: FeatureCache,
+        top_k: int,
+        dc: DecodeConfig,
+        events: Mapping[str, NDArray[np.float64]] | None,
+        variants: Mapping[str, Sequence[str]],
+    ) -> Prediction:
+        """One query's ranked windows from what its chunks gave: regressed windows and summed curves."""
+        total, count, sim_total = curves
+        arr = np.array(wins, dtype=np.float64).reshape(-1, 3)
+        if n > 1 and len(arr):
+            arr = soft_nms(arr, dc.sigma)
+        arr = arr[np.argsort(-arr[:, 2], kind="stable")]
+        if dc.event_snap_seconds and events is not None and q.vid in events:
+            arr = snap_to_events(arr, events[q.vid], dc.event_snap_seconds)
+        if dc.windows_from != "regression":
+            arr = self._with_spans(
+                arr,
+                total / np.maximum(count, 1),
+                sim_total / np.maximum(count, 1),
+                cache.get(q.vid),
+                q.duration,
+                dc,
+            )
+        if dc.similarity_weight and len(arr):
+            texts = [q.query, *variants.get(str(q.qid), ())]
+            arr = self._rescore(arr, texts, cache.get(q.vid), dc)
+        if dc.overlap_decay_iou < 1 and len(arr):
+            arr = soft_nms(arr, iou_threshold_linear=dc.overlap_decay_iou)
+        arr = arr[:top_k]
+        windows = tuple((float(a), float(min(b, q.duration)), float(c)) for a, b, c in arr)
+        return Prediction(q.qid, q.vid, windows, q.query)
 
     @staticmethod
     def _empty_curves(

@@ -113,6 +113,7 @@ def predict_cmd(
     """Write predictions for a benchmark split with a trained run."""
     from pseudo.data.store import open_features
     from pseudo.pipeline import resolve_run
+    from pseudo.progress import progress_bar
     from pseudo.settings import ConfigError
     from pseudo.stages.localize import load_events, predict_split
     from trainers.localizer import Localizer
@@ -122,18 +123,21 @@ def predict_cmd(
     localizer = Localizer.from_run(resolve_run(run), device)  # type: ignore[arg-type]
     overrides = {"snap_to_steps": snap_to_steps, "event_snap_seconds": event_snap}
     events = load_events(proposals) if proposals is not None else None
-    preds = predict_split(
-        localizer,
-        dataset,
-        split,
-        open_features(features, clip_seconds=clip_seconds),
-        out,
-        events=events,
-        gt_files=gt,
-        data_root=data_root,
-        decode_overrides={k: v for k, v in overrides.items() if v is not None},
-        variants=variants,
-    )
+    with progress_bar(f"predict ({dataset} {split})") as bar:
+        preds = predict_split(
+            localizer,
+            dataset,
+            split,
+            open_features(features, clip_seconds=clip_seconds),
+            out,
+            events=events,
+            gt_files=gt,
+            data_root=data_root,
+            decode_overrides={k: v for k, v in overrides.items() if v is not None},
+            variants=variants,
+            on_start=bar.start,
+            on_query=bar.advance,
+        )
     stderr_console().print(f"wrote {len(preds)} predictions to {out}")
     if as_json:
         emit_json(

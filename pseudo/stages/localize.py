@@ -82,17 +82,28 @@ def relabel(
     clip_seconds: float = 1.0,
     select: bool = True,
     decode_cfg: DecodeConfig | None = None,
+    on_start: Callable[[int], None] | None = None,
+    on_query: Callable[[str], None] | None = None,
 ) -> list[Query]:
     """Self-training: the labels the localizer learned from (selected by its own data settings when
     ``select``), each given the windows the localizer now finds for its query on its video: the best,
-    and up to ``max_windows - 1`` more scoring at least ``ratio`` times the best. Written as JSONL."""
+    and up to ``max_windows - 1`` more scoring at least ``ratio`` times the best. Written as JSONL.
+    ``on_start``/``on_query`` report progress (:meth:`Localizer.predict`)."""
     out = check_writable(out, "file")
     labels = load_qvh_jsonl([Path(p) for p in label_files])
     data = localizer.config.data
     if select:
         labels = select_labels(labels, data.max_label_seconds, data.labels_per_video, data.min_label_seconds)
     source = open_features(features, clip_seconds=clip_seconds)
-    preds = localizer.predict(source, labels, events=events, decode_cfg=decode_cfg, top_k=max_windows)
+    preds = localizer.predict(
+        source,
+        labels,
+        events=events,
+        decode_cfg=decode_cfg,
+        top_k=max_windows,
+        on_start=on_start,
+        on_query=on_query,
+    )
     new: list[Query] = []
     for q, p in zip(labels, preds, strict=True):
         if not p.windows:
@@ -137,12 +148,15 @@ def predict_split(
     decode_overrides: Mapping[str, Any] | None = None,
     limit: int | None = None,
     variants: str | Path | None = None,
+    on_start: Callable[[int], None] | None = None,
+    on_query: Callable[[str], None] | None = None,
 ) -> list[Prediction]:
     """Predictions for every query of a split whose video has features, written as JSONL.
 
     ``decode_overrides`` (``{"snap_to_steps": False}``) replace keys of the run's decode settings (they
     need no retraining); ``events`` (event boundaries per video) are what ``event_snap_seconds`` snaps to;
-    ``variants`` is a query-variants JSONL (:mod:`pseudo.data.variants`) whose phrasings are fused in."""
+    ``variants`` is a query-variants JSONL (:mod:`pseudo.data.variants`) whose phrasings are fused in;
+    ``on_start``/``on_query`` report progress (:meth:`Localizer.predict`)."""
     out = check_writable(out, "file")
     dc = validate(
         DecodeConfig, {**localizer.config.decode.model_dump(), **(decode_overrides or {})}, "decode overrides"
@@ -155,7 +169,9 @@ def predict_split(
         )
     queries = split_queries(dataset, split, features, gt_files, data_root, limit)
     extra = load_variants(variants, queries) if variants is not None else None
-    preds = localizer.predict(features, queries, events=events, decode_cfg=dc, variants=extra)
+    preds = localizer.predict(
+        features, queries, events=events, decode_cfg=dc, variants=extra, on_start=on_start, on_query=on_query
+    )
     save_predictions(out, preds)
     return preds
 
