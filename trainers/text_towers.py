@@ -132,15 +132,18 @@ class HFClipTextTower(TextTower):
         return out
 
     def encode(self, embeds: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+        from inspect import signature
+
         from transformers.masking_utils import create_causal_mask
 
         if embeds.shape[1] > self.max_positions:
             raise ValueError(f"sequence of {embeds.shape[1]} tokens exceeds the CLIP limit of {self.max_positions}")
         tm = self.text_model
         hidden = tm.embeddings(inputs_embeds=embeds)
-        attn = create_causal_mask(
-            config=tm.config, inputs_embeds=hidden, attention_mask=mask.long(), past_key_values=None
-        )
+        # no key/value cache; transformers renamed the argument (past_key_values -> cache) in 5.x and
+        # removes the old name in 5.40, so the name this install takes is asked for
+        no_cache = {"cache" if "cache" in signature(create_causal_mask).parameters else "past_key_values": None}
+        attn = create_causal_mask(config=tm.config, inputs_embeds=hidden, attention_mask=mask.long(), **no_cache)
         hidden = tm.encoder(inputs_embeds=hidden, attention_mask=attn, is_causal=True).last_hidden_state
         hidden = tm.final_layer_norm(hidden)
         rows = torch.arange(hidden.shape[0], device=hidden.device)

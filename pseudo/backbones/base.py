@@ -13,9 +13,9 @@ from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field
 
 Device = Literal["auto", "cpu", "cuda"]
+Precision = Literal["auto", "fp32", "fp16", "bf16"]
 T = TypeVar("T")
 R = TypeVar("R")
-Precision = Literal["auto", "fp32", "fp16", "bf16"]
 
 
 class BackboneConfig(BaseModel):
