@@ -18,12 +18,10 @@ PROMPT = "A video of"
 def one_thread() -> Iterator[None]:
     """A tiny model's ops are too small to share: on a busy 2-core machine torch's thread syncs made
     these tests 50x slower. Restored afterwards."""
-    import torch
+    from pseudo.backbones.base import torch_threads
 
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    with torch_threads(1):
+        yield
 
 
 @pytest.fixture(scope="module")

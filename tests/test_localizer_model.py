@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from pseudo.backbones.base import BackboneConfig
+from pseudo.backbones.base import BackboneConfig, torch_threads
 from pseudo.errors import PseudoError
 from pseudo.testing import save_random_clip
 from trainers import (
@@ -38,10 +38,8 @@ TEXTS = ["a man walks into the room", "the dog jumps"]
 @pytest.fixture(scope="module", autouse=True)
 def one_thread() -> Iterator[None]:
     """These models are tiny: on a busy machine intra-op threads only fight (20x slower with 2)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    with torch_threads(1):
+        yield
 
 
 @pytest.fixture(scope="module")

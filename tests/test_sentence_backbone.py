@@ -12,7 +12,7 @@ import torch
 
 import pseudo
 from pseudo.backbones import BackboneConfig, build_backbone
-from pseudo.backbones.base import map_in_lanes
+from pseudo.backbones.base import map_in_lanes, torch_threads
 from pseudo.backbones.sentence import SentenceBackbone, same_length_batches
 from pseudo.data.captions import ExternalCaptions
 
@@ -21,10 +21,8 @@ SLICE = Path(pseudo.__file__).parent / "assets" / "demo" / "qvhighlights_val_sli
 
 @pytest.fixture
 def two_threads() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(before)
+    with torch_threads(2):
+        yield
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, Literal, Protocol, TypeVar
 
@@ -130,6 +131,18 @@ def set_threads(threads: int | Literal["auto"] = "auto") -> int:
     return torch.get_num_threads()
 
 
+@contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """torch's intra-op threads set to ``n`` inside the block, and put back as they were after it
+    (also when the block raises)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def map_in_lanes(fn: Callable[[T], R], items: Sequence[T], device: torch.device) -> list[R]:
     """``[fn(x) for x in items]``, on a CPU as independent lanes: Python threads that each run whole
     model calls on one torch thread (torch releases the GIL in its kernels), one lane more than
@@ -145,12 +158,8 @@ def map_in_lanes(fn: Callable[[T], R], items: Sequence[T], device: torch.device)
         return [fn(x) for x in items]
     from concurrent.futures import ThreadPoolExecutor
 
-    torch.set_num_threads(1)
-    try:
-        with ThreadPoolExecutor(lanes, thread_name_prefix="pseudo-lane") as pool:
-            return list(pool.map(fn, items))
-    finally:
-        torch.set_num_threads(threads)
+    with torch_threads(1), ThreadPoolExecutor(lanes, thread_name_prefix="pseudo-lane") as pool:
+        return list(pool.map(fn, items))
 
 
 def resolve_device(device: Device) -> torch.device:
