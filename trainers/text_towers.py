@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
+from functools import cache
 from typing import Any, Self
 
 import torch
@@ -96,6 +97,17 @@ def last_valid_index(mask: Tensor) -> Tensor:
     return torch.where(mask, positions, torch.zeros_like(positions)).amax(dim=1)
 
 
+@cache
+def _cache_argument() -> str:
+    """The name under which ``create_causal_mask`` takes its key/value cache (none here): transformers
+    renamed it (past_key_values -> cache) in 5.x and removes the old name in 5.40. Asked once."""
+    from inspect import signature
+
+    from transformers.masking_utils import create_causal_mask
+
+    return "cache" if "cache" in signature(create_causal_mask).parameters else "past_key_values"
+
+
 class HFClipTextTower(TextTower):
     """The text side of a transformers CLIP: causal transformer, EOS pooling, ``text_projection``.
 
@@ -132,18 +144,15 @@ class HFClipTextTower(TextTower):
         return out
 
     def encode(self, embeds: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
-        from inspect import signature
-
         from transformers.masking_utils import create_causal_mask
 
         if embeds.shape[1] > self.max_positions:
             raise ValueError(f"sequence of {embeds.shape[1]} tokens exceeds the CLIP limit of {self.max_positions}")
         tm = self.text_model
         hidden = tm.embeddings(inputs_embeds=embeds)
-        # no key/value cache; transformers renamed the argument (past_key_values -> cache) in 5.x and
-        # removes the old name in 5.40, so the name this install takes is asked for
-        no_cache = {"cache" if "cache" in signature(create_causal_mask).parameters else "past_key_values": None}
-        attn = create_causal_mask(config=tm.config, inputs_embeds=hidden, attention_mask=mask.long(), **no_cache)
+        attn = create_causal_mask(
+            config=tm.config, inputs_embeds=hidden, attention_mask=mask.long(), **{_cache_argument(): None}
+        )
         hidden = tm.encoder(inputs_embeds=hidden, attention_mask=attn, is_causal=True).last_hidden_state
         hidden = tm.final_layer_norm(hidden)
         rows = torch.arange(hidden.shape[0], device=hidden.device)
