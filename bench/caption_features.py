@@ -29,8 +29,10 @@ from pathlib import Path
 
 import numpy as np
 
-from bench._common import header, parse_args
+from bench._common import header, machine, parse_args
 from pseudo.console import markdown_table, stderr_console
+from pseudo.io import atomic_write_json, atomic_write_text
+from pseudo.settings import code_version
 
 
 def _texts(n_videos: int) -> list[list[str]]:
@@ -104,6 +106,7 @@ def main() -> None:
     ap.add_argument("--one", nargs=3, help=argparse.SUPPRESS)
     ap.add_argument("--out", default="bench/results/caption_features.md")
     args = parse_args(ap)
+    version = code_version()  # before anything is written, so the run's own output can't make it -dirty
     if args.one:
         path, threads, save = args.one
         print(json.dumps(one(path, args.videos, int(threads), Path(save))))
@@ -140,17 +143,29 @@ def main() -> None:
     table = markdown_table(rows, cols)
     stderr_console().print(table)
     threads = " ".join(map(str, args.threads))
-    text = header(
-        "Caption-track features: old path against new",
-        f"python -m bench.caption_features --videos {args.videos} --threads {threads}",
-    )
+    command = f"python -m bench.caption_features --videos {args.videos} --threads {threads}"
+    text = header("Caption-track features: old path against new", command)
     which = f"the first {args.videos}" if args.videos else "all the"
     text += (
         f"MiniGPT-v2 captions of {which} QVHighlights val videos (sorted ids), real MiniLM (all-MiniLM-L6-v2), "
         "CPU fp32; each row in its own process after a warm-up on 8 texts no video has. `embedded`: captions "
         "that went through the model.\n\n" + table
     )
-    Path(args.out).write_text(text)
+    atomic_write_text(Path(args.out), text)
+    new = [r for r in rows if r["path"] == "new"]
+    atomic_write_json(
+        Path(args.out).with_suffix(".json"),
+        {
+            "speedup": round(max(float(r["ratio to old (fastest old)"]) for r in new), 2),
+            "max_abs_difference": max(float(r["max |difference| to old"]) for r in new),
+            "videos": int(rows[0]["videos"]),
+            "captions": int(rows[0]["captions"]),
+            "rows": rows,
+            "command": command,
+            "machine": machine(),
+            "code_version": version,
+        },
+    )
 
 
 if __name__ == "__main__":
