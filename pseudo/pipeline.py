@@ -445,6 +445,7 @@ class Pipeline:
                     decode_cfg=self.recipe.decode,
                     on_start=bar.start,
                     on_query=bar.advance,
+                    log=self.log,
                 )
             return {
                 "labels": len(labels),
@@ -551,6 +552,7 @@ class Pipeline:
                     decode_overrides=r.decode.model_dump(),  # the recipe's decoding, not the checkpoint's
                     on_start=bar.start,
                     on_query=bar.advance,
+                    log=self.log,
                 )
             return {"predictions": len(preds)}
 

@@ -63,6 +63,19 @@ class Prediction:
             out["pred_saliency_scores"] = list(self.saliency)
         return out
 
+    @classmethod
+    def from_json(cls, rec: Mapping[str, Any]) -> Prediction:
+        """The inverse of :meth:`to_json`, for files pseudo wrote itself (user files go through
+        :func:`pseudo.data.predictions.load_predictions`, which checks every field)."""
+        sal = rec.get("pred_saliency_scores")
+        return cls(
+            rec["qid"],
+            str(rec["vid"]),
+            tuple((float(a), float(b), float(c)) for a, b, c in rec["pred_relevant_windows"]),
+            str(rec.get("query", "")),
+            None if sal is None else tuple(float(x) for x in sal),
+        )
+
 
 @dataclass(frozen=True)
 class Proposal:

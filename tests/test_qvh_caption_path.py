@@ -20,6 +20,7 @@ from pseudo.data.captions import ExternalCaptions
 from pseudo.data.predictions import load_predictions
 from pseudo.data.store import FeatureStore
 from pseudo.evaluate import evaluate, score
+from pseudo.stages.partfiles import PartFiles
 from pseudo.stages.proposals import read_proposals
 
 SLICE = Path(pseudo.__file__).parent / "assets" / "demo" / "qvhighlights_val_slice"
@@ -185,6 +186,7 @@ def test_one_self_training_round(tmp_path: Path) -> None:
     assert status["labels:round1"] == status["train"] == "built"
     step = next(s for s in out["steps"] if s["key"] == "labels:round1")
     relabelled = load_qvh_jsonl([Path(step["out"])])
+    assert not PartFiles(step["out"]).root.exists(), "the relabelling pass's saved parts are cleared"
     assert relabelled and all(q.source == "pseudo" and 1 <= len(q.windows) <= 2 for q in relabelled)
     before = [tuple(map(tuple, q.meta["self_training"]["windows_before"])) for q in relabelled]
     assert any(q.windows != b for q, b in zip(relabelled, before, strict=True)), "the localizer moved some windows"

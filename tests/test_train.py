@@ -282,3 +282,61 @@ def test_predict_reports_progress_and_decodes_each_query_as_its_chunks_finish(ti
         alone = localizer.predict(source, [q])[0]
         assert p.qid == alone.qid
         np.testing.assert_allclose(np.array(p.windows), np.array(alone.windows), atol=1e-5)
+
+
+def test_a_stopped_prediction_pass_resumes_where_it_stopped(tiny: dict[str, object], tmp_path: Path) -> None:
+    """Parts of a prediction pass are saved as they finish: after a stop, a rerun predicts only the
+    parts that are missing and gives exactly what an unbroken pass gives; other weights, decoding or
+    queries make new parts, and the parts are gone once the output is written."""
+    from pseudo.stages.localize import predict_in_parts, predict_split
+    from pseudo.stages.partfiles import PartFiles
+    from trainers.localizer import Localizer
+
+    outputs = tiny["outputs"]
+    assert isinstance(outputs, dict)
+    loc = Localizer.from_run(Path(outputs["train"]), "cpu")
+    syn = Path(str(tiny["work"])) / "synthetic"
+    queries = load_dataset("jsonl", "custom", files=[syn / "eval.jsonl"])[:12]
+    source = ArrayDirectory(syn / "features")
+    unbroken = predict_in_parts(loc, source, queries, tmp_path / "a.jsonl", part_size=5)
+    assert len(list(PartFiles(tmp_path / "a.jsonl").root.rglob("*.jsonl"))) == 3
+
+    class Stop(Exception):
+        pass
+
+    seen: list[str] = []
+
+    def stop_at_seventh(qid: str) -> None:
+        seen.append(qid)
+        if len(seen) == 7:
+            raise Stop
+
+    out = tmp_path / "b.jsonl"
+    with pytest.raises(Stop):
+        predict_in_parts(loc, source, queries, out, part_size=5, on_query=stop_at_seventh)
+    asked: list[int] = []
+    predict = loc.predict
+
+    def counted(features: Any, qs: Any, **kwargs: Any) -> Any:
+        asked.append(len(qs))
+        return predict(features, qs, **kwargs)
+
+    loc.predict = counted  # type: ignore[method-assign,assignment]
+    lines: list[str] = []
+    resumed = predict_in_parts(loc, source, queries, out, part_size=5, log=lines.append)
+    assert asked == [5, 2], "the first part was saved before the stop; the other two are predicted"
+    assert resumed == unbroken
+    assert "5 of 12 queries read from the parts" in lines[0]
+    asked.clear()
+    predict_in_parts(loc, source, queries, out, part_size=5)
+    assert asked == []
+    predict_in_parts(loc, source, queries, out, part_size=5, top_k=3)  # other decoding: new parts
+    predict_in_parts(loc, source, queries[1:], out, part_size=5)  # other queries in every part
+    assert asked == [5, 5, 2, 5, 5, 1]
+    asked.clear()
+    with torch.no_grad():
+        next(p for p in loc.model.parameters() if p.requires_grad).add_(0.01)
+    predict_in_parts(loc, source, queries[1:], out, part_size=5)  # other weights
+    assert asked == [5, 5, 1]
+    predict_split(loc, "jsonl", "custom", source, out, gt_files=[syn / "eval.jsonl"])
+    assert out.is_file() and not PartFiles(out).root.exists()

@@ -14,6 +14,8 @@ half; the candidates of all windows are merged with soft-NMS.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -52,6 +54,12 @@ def chunks(t: int, max_len: int) -> list[int]:
 
 def build_model(cfg: TrainConfig, video_dim: int) -> MomentLocalizer:
     return MomentLocalizer(build_text_tower(cfg.text), video_dim, cfg.model)
+
+
+def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """What a checkpoint keeps: the state without the frozen towers' weights (their settings name them)."""
+    frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
+    return {k: v.detach().clone() for k, v in model.state_dict().items() if k not in frozen}
 
 
 def load_trainable_state(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
@@ -106,6 +114,15 @@ class Localizer:
     @property
     def video_dim(self) -> int:
         return self.model.video_dim
+
+    def digest(self) -> str:
+        """What identifies this localizer's answers: its settings and the state a checkpoint keeps, as 16
+        hex digits."""
+        h = hashlib.sha256(json.dumps(self.config.model_dump(mode="json"), sort_keys=True).encode())
+        for name, value in sorted(trainable_state(self.model).items()):
+            h.update(name.encode())
+            h.update(value.float().cpu().contiguous().numpy().tobytes())
+        return h.hexdigest()[:16]
 
     @property
     def device(self) -> torch.device:

@@ -51,7 +51,7 @@ from trainers.data import (
     select_labels,
     usable,
 )
-from trainers.localizer import Localizer, build_model
+from trainers.localizer import Localizer, build_model, trainable_state
 from trainers.losses import localizer_loss
 from trainers.model import MomentLocalizer
 
@@ -107,11 +107,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
-    return {k: v.detach().clone() for k, v in model.state_dict().items() if k not in frozen}
 
 
 def lr_lambda(warmup: int, total: int) -> Callable[[int], float]:

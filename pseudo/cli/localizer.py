@@ -137,6 +137,7 @@ def predict_cmd(
             variants=variants,
             on_start=bar.start,
             on_query=bar.advance,
+            log=stderr_console().print,
         )
     stderr_console().print(f"wrote {len(preds)} predictions to {out}")
     if as_json:

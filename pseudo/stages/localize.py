@@ -25,8 +25,9 @@ from pseudo.data.variants import load_variants
 from pseudo.errors import PseudoError
 from pseudo.io import atomic_write_jsonl, check_writable
 from pseudo.records import Prediction, Query
-from pseudo.settings import validate
+from pseudo.settings import settings_hash, validate
 from pseudo.stages.features import FeaturesConfig
+from pseudo.stages.partfiles import PartFiles
 from pseudo.stages.proposals import event_boundaries, proposals_for, read_proposals
 from trainers.config import DecodeConfig, TrainConfig
 from trainers.data import select_labels
@@ -34,6 +35,65 @@ from trainers.localizer import Localizer
 from trainers.loop import TrainResult, train
 
 Window = tuple[float, float, float]
+
+#: queries per saved part of a prediction pass (about a minute of QVHighlights on a 2-core CPU)
+PREDICT_PART_QUERIES = 1000
+
+
+def predict_in_parts(
+    localizer: Localizer,
+    features: FeatureSource,
+    queries: Sequence[Query],
+    out: str | Path,
+    events: Mapping[str, NDArray[np.float64]] | None = None,
+    decode_cfg: DecodeConfig | None = None,
+    top_k: int | None = None,
+    variants: Mapping[str, Sequence[str]] | None = None,
+    part_size: int = PREDICT_PART_QUERIES,
+    on_start: Callable[[int], None] | None = None,
+    on_query: Callable[[str], None] | None = None,
+    log: Callable[[str], None] | None = None,
+) -> list[Prediction]:
+    """:meth:`Localizer.predict` over ``queries`` in parts of ``part_size``, each saved as it finishes
+    (:class:`pseudo.stages.partfiles.PartFiles` of ``out``), so a pass that was stopped goes on where it
+    stopped: a part is reused when its key (the localizer's weights and settings, the decoding, and each
+    of its queries with its phrasings, video features and event boundaries) is the one it would be made
+    with now. Parts always run in the same order and size, so a resumed pass gives exactly what an
+    unbroken one gives. The caller writes ``out``, then clears the parts (:meth:`PartFiles.clear`)."""
+    dc = decode_cfg or localizer.config.decode
+    base = settings_hash(localizer.digest(), dc, top_k or localizer.config.optim.top_k)
+    parts = PartFiles(out)
+    extra = variants or {}
+    reused = 0
+    if on_start is not None:
+        on_start(len(queries))
+    preds: list[Prediction] = []
+    for n, lo in enumerate(range(0, len(queries), part_size)):
+        chunk = queries[lo : lo + part_size]
+        name = f"queries-{n:05d}"
+        key = settings_hash(
+            base,
+            [
+                [q.qid, q.vid, q.duration, q.query, list(extra.get(str(q.qid), ())), features.content_hash(q.vid),
+                 None if events is None or q.vid not in events else np.asarray(events[q.vid]).tolist()]
+                for q in chunk
+            ],
+        )  # fmt: skip
+        if parts.current(name, key):
+            done = [Prediction.from_json(r) for r in parts.read(name)]
+            reused += len(done)
+            for q in chunk:
+                if on_query is not None:
+                    on_query(str(q.qid))
+        else:
+            done = localizer.predict(
+                features, chunk, events=events, top_k=top_k, decode_cfg=dc, variants=extra, on_query=on_query
+            )
+            parts.write(name, key, [p.to_json() for p in done])
+        preds.extend(done)
+    if reused and log is not None:
+        log(f"predict: {reused} of {len(queries)} queries read from the parts an earlier pass saved ({parts.root})")
+    return preds
 
 
 def load_events(proposals: str | Path) -> dict[str, NDArray[np.float64]]:
@@ -84,25 +144,21 @@ def relabel(
     decode_cfg: DecodeConfig | None = None,
     on_start: Callable[[int], None] | None = None,
     on_query: Callable[[str], None] | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> list[Query]:
     """Self-training: the labels the localizer learned from (selected by its own data settings when
     ``select``), each given the windows the localizer now finds for its query on its video: the best,
     and up to ``max_windows - 1`` more scoring at least ``ratio`` times the best. Written as JSONL.
-    ``on_start``/``on_query`` report progress (:meth:`Localizer.predict`)."""
+    ``on_start``/``on_query`` report progress (:meth:`Localizer.predict`). A stopped pass resumes
+    (:func:`predict_in_parts`; ``log`` says how much it read back)."""
     out = check_writable(out, "file")
     labels = load_qvh_jsonl([Path(p) for p in label_files])
     data = localizer.config.data
     if select:
         labels = select_labels(labels, data.max_label_seconds, data.labels_per_video, data.min_label_seconds)
     source = open_features(features, clip_seconds=clip_seconds)
-    preds = localizer.predict(
-        source,
-        labels,
-        events=events,
-        decode_cfg=decode_cfg,
-        top_k=max_windows,
-        on_start=on_start,
-        on_query=on_query,
+    preds = predict_in_parts(
+        localizer, source, labels, out, events, decode_cfg, max_windows, on_start=on_start, on_query=on_query, log=log
     )
     new: list[Query] = []
     for q, p in zip(labels, preds, strict=True):
@@ -116,6 +172,7 @@ def relabel(
         }
         new.append(Query(q.qid, q.vid, q.duration, q.query, tuple((w[0], w[1]) for w in kept), q.source, meta))
     atomic_write_jsonl(out, (q.to_json() for q in new))
+    PartFiles(out).clear()
     return new
 
 
@@ -150,13 +207,15 @@ def predict_split(
     variants: str | Path | None = None,
     on_start: Callable[[int], None] | None = None,
     on_query: Callable[[str], None] | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> list[Prediction]:
     """Predictions for every query of a split whose video has features, written as JSONL.
 
     ``decode_overrides`` (``{"snap_to_steps": False}``) replace keys of the run's decode settings (they
     need no retraining); ``events`` (event boundaries per video) are what ``event_snap_seconds`` snaps to;
     ``variants`` is a query-variants JSONL (:mod:`pseudo.data.variants`) whose phrasings are fused in;
-    ``on_start``/``on_query`` report progress (:meth:`Localizer.predict`)."""
+    ``on_start``/``on_query`` report progress (:meth:`Localizer.predict`). A stopped pass resumes
+    (:func:`predict_in_parts`; ``log`` says how much it read back)."""
     out = check_writable(out, "file")
     dc = validate(
         DecodeConfig, {**localizer.config.decode.model_dump(), **(decode_overrides or {})}, "decode overrides"
@@ -169,10 +228,11 @@ def predict_split(
         )
     queries = split_queries(dataset, split, features, gt_files, data_root, limit)
     extra = load_variants(variants, queries) if variants is not None else None
-    preds = localizer.predict(
-        features, queries, events=events, decode_cfg=dc, variants=extra, on_start=on_start, on_query=on_query
+    preds = predict_in_parts(
+        localizer, features, queries, out, events, dc, variants=extra, on_start=on_start, on_query=on_query, log=log
     )
     save_predictions(out, preds)
+    PartFiles(out).clear()
     return preds
 
 

@@ -10,6 +10,7 @@ write theirs, and whichever finishes last writes the merged file.
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -73,6 +74,10 @@ class PartFiles:
         if config_yaml is not None:
             atomic_write_text(self.out.with_name(self.out.name + ".config.yaml"), config_yaml)
         return self.out
+
+    def clear(self) -> None:
+        """Remove every part (once the output that holds them is written, for stages nobody shards)."""
+        shutil.rmtree(self.root, ignore_errors=True)
 
 
 def read_records(path: str | Path, required: Sequence[str], what: str) -> Iterator[tuple[int, dict[str, Any]]]:
