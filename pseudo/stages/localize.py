@@ -64,6 +64,7 @@ def predict_in_parts(
     base = settings_hash(localizer.digest(), dc, top_k or localizer.config.optim.top_k)
     parts = PartFiles(out)
     extra = variants or {}
+    content = {vid: features.content_hash(vid) for vid in dict.fromkeys(q.vid for q in queries)}
     reused = 0
     if on_start is not None:
         on_start(len(queries))
@@ -74,7 +75,7 @@ def predict_in_parts(
         key = settings_hash(
             base,
             [
-                [q.qid, q.vid, q.duration, q.query, list(extra.get(str(q.qid), ())), features.content_hash(q.vid),
+                [q.qid, q.vid, q.duration, q.query, list(extra.get(str(q.qid), ())), content[q.vid],
                  None if events is None or q.vid not in events else np.asarray(events[q.vid]).tolist()]
                 for q in chunk
             ],
