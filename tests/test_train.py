@@ -28,7 +28,7 @@ from pseudo.recipe import load_recipe
 from pseudo.records import Query
 from pseudo.settings import ConfigError
 from trainers.config import TrainConfig
-from trainers.localizer import build_model
+from trainers.localizer import Localizer, build_model
 from trainers.loop import train
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
@@ -253,17 +253,19 @@ def test_query_styles_alternate_and_missing_styles_are_refused() -> None:
         check_query_styles([q, empty], ["short"], "labels.jsonl")
 
 
+def _tiny_predictor(tiny: dict[str, object]) -> tuple[Localizer, list[Query], ArrayDirectory]:
+    """The tiny run's localizer (a fresh copy), 12 of its eval queries and their features."""
+    outputs = tiny["outputs"]
+    assert isinstance(outputs, dict)
+    syn = Path(str(tiny["work"])) / "synthetic"
+    queries = load_dataset("jsonl", "custom", files=[syn / "eval.jsonl"])[:12]
+    return Localizer.from_run(Path(outputs["train"]), "cpu"), queries, ArrayDirectory(syn / "features")
+
+
 def test_predict_reports_progress_and_decodes_each_query_as_its_chunks_finish(tiny: dict[str, object]) -> None:
     """``on_start``/``on_query`` see every query once, in order; a query is decoded as soon as its last
     batch has run (not after the whole split), and gives what it gives when asked alone."""
-    from trainers.localizer import Localizer
-
-    outputs = tiny["outputs"]
-    assert isinstance(outputs, dict)
-    localizer = Localizer.from_run(Path(outputs["train"]), "cpu")
-    syn = Path(str(tiny["work"])) / "synthetic"
-    queries = load_dataset("jsonl", "custom", files=[syn / "eval.jsonl"])[:12]
-    source = ArrayDirectory(syn / "features")
+    localizer, queries, source = _tiny_predictor(tiny)
     events: list[str] = []
     forward = localizer.model.forward
 
@@ -290,14 +292,9 @@ def test_a_stopped_prediction_pass_resumes_where_it_stopped(tiny: dict[str, obje
     queries make new parts, and the parts are gone once the output is written."""
     from pseudo.stages.localize import predict_in_parts, predict_split
     from pseudo.stages.partfiles import PartFiles
-    from trainers.localizer import Localizer
 
-    outputs = tiny["outputs"]
-    assert isinstance(outputs, dict)
-    loc = Localizer.from_run(Path(outputs["train"]), "cpu")
+    loc, queries, source = _tiny_predictor(tiny)
     syn = Path(str(tiny["work"])) / "synthetic"
-    queries = load_dataset("jsonl", "custom", files=[syn / "eval.jsonl"])[:12]
-    source = ArrayDirectory(syn / "features")
     unbroken = predict_in_parts(loc, source, queries, tmp_path / "a.jsonl", part_size=5)
     assert len(list(PartFiles(tmp_path / "a.jsonl").root.rglob("*.jsonl"))) == 3
 
