@@ -36,7 +36,7 @@ from trainers.loop import TrainResult, train
 
 Window = tuple[float, float, float]
 
-#: queries per saved part of a prediction pass (about a minute of QVHighlights on a 2-core CPU)
+#: queries per saved part of a prediction pass (one to two minutes of QVHighlights on a 2-core CPU)
 PREDICT_PART_QUERIES = 1000
 
 
