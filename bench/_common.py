@@ -30,8 +30,10 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores{mem}, Python {platform.python_version()}, no GPU"
 
 
-def header(title: str, command: str) -> str:
-    return f"# {title}\n\nMachine: {machine()}  \nCode: {code_version()}  \nCommand: `{command}`\n\n"
+def header(title: str, command: str, version: str | None = None) -> str:
+    """The md's first lines; ``version``: the code version the bench read before writing anything (a
+    version read after its own output is written would read ``-dirty``), else read now."""
+    return f"# {title}\n\nMachine: {machine()}  \nCode: {version or code_version()}  \nCommand: `{command}`\n\n"
 
 
 def parse_args(ap: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> argparse.Namespace:

@@ -144,7 +144,7 @@ def main() -> None:
     stderr_console().print(table)
     threads = " ".join(map(str, args.threads))
     command = f"python -m bench.caption_features --videos {args.videos} --threads {threads}"
-    text = header("Caption-track features: old path against new", command)
+    text = header("Caption-track features: old path against new", command, version)
     which = f"the first {args.videos}" if args.videos else "all the"
     text += (
         f"MiniGPT-v2 captions of {which} QVHighlights val videos (sorted ids), real MiniLM (all-MiniLM-L6-v2), "

@@ -285,7 +285,7 @@ def write_results(
         for split, (mean, spread) in table.items()
     ]
     version = code_version()  # read before the md is written: writing it makes the tree dirty
-    text = header("Zero-shot QVHighlights from real clip captions", f"python -m bench.qvhighlights {flags}")
+    text = header("Zero-shot QVHighlights from real clip captions", f"python -m bench.qvhighlights {flags}", version)
     text += (
         f"Official QVHighlights metrics (percent). The method is `{args.recipe}` run by the pipeline "
         f"(work directory `{result.work}`). Val rows of methods that learn from the val videos' captions are "

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pseudo.backbones.base import Device
 from pseudo.console import stderr_console
 from pseudo.data import load_dataset
 from pseudo.data.predictions import load_predictions
@@ -40,12 +41,13 @@ from pseudo.evaluate import DEFAULT_PROTOCOL, score
 from pseudo.io import atomic_write_json, atomic_write_text, read_json
 from pseudo.progress import progress_bar
 from pseudo.recipe import DatasetRef, EvalTarget, Recipe, VideoSet
-from pseudo.settings import code_version, diff_settings, dump_yaml, settings_hash
+from pseudo.settings import code_version, diff_settings, dump_yaml, load_yaml_dict, settings_hash, validate
 from pseudo.stages.features import build_caption_features, build_features, video_set_fingerprint
 from pseudo.stages.labels import LabelsConfig, label_stats, run_captions, run_weak
 from pseudo.stages.localize import load_events, predict_split, relabel, split_queries, train_localizer
 from pseudo.stages.per_video import RunSummary
 from pseudo.stages.proposals import run_proposals
+from trainers.config import DecodeConfig
 from trainers.localizer import Localizer, run_checkpoint
 
 STAGES = ("features", "proposals", "labels", "train", "predict", "eval")
@@ -493,7 +495,9 @@ class Pipeline:
 
     def localizer(self) -> Localizer:
         if self._localizer is None:
-            self._localizer = Localizer.from_run(self.outputs["train"], self.recipe.device)
+            # the recipe's decoding, not the checkpoint's (a decode-only change needs no retraining)
+            trained = Localizer.from_run(self.outputs["train"], self.recipe.device)
+            self._localizer = trained.with_decode(self.recipe.decode)
         return self._localizer
 
     def _events(self, videos: str) -> Any:
@@ -549,7 +553,6 @@ class Pipeline:
                     data_root=self.data_root,
                     limit=target.limit,
                     variants=target.variants,
-                    decode_overrides=r.decode.model_dump(),  # the recipe's decoding, not the checkpoint's
                     on_start=bar.start,
                     on_query=bar.advance,
                     log=self.log,
@@ -711,6 +714,45 @@ def current_predictions(work: str | Path, dataset: str, split: str) -> Path:
     if not step or not Path(step["out"]).is_file():
         raise PseudoError(f"{work} has no predictions of {dataset} {split}; is it one of the recipe's eval targets?")
     return Path(step["out"])
+
+
+def load_run(path: str | Path, device: Device = "auto", log: Callable[[str], None] | None = None) -> Localizer:
+    """The localizer that ``--run PATH`` names, decoding as the pipeline would.
+
+    A work directory of ``pseudo train`` gives its current trained run, decoding with the work
+    directory's recipe (``recipe.yaml``): the pipeline's own predictions and this one agree even after a
+    decode-only change of the recipe, which needs no retraining. A run directory decodes with the settings
+    it was trained with; when its work directory's recipe now decodes otherwise, ``log`` says which
+    settings differ and how to use the recipe's."""
+    p = Path(path)
+    localizer = Localizer.from_run(resolve_run(p), device)
+    say = log or (lambda _msg: None)
+    if (p / "stages.json").is_file():
+        decode = work_decode(p)
+        if decode is not None:
+            say(f"decoding with the settings of {p / 'recipe.yaml'}")
+            return localizer.with_decode(decode)
+    say(f"decoding with the settings {localizer.run_dir} was trained with")
+    work = p.parent.parent
+    decode = work_decode(work) if (work / "stages.json").is_file() else None
+    trained = localizer.config.decode
+    if decode is not None and decode != trained:
+        say(
+            f"note: the recipe of {work} now decodes with "
+            f"{diff_settings(trained.model_dump(mode='json'), decode.model_dump(mode='json'))}; "
+            f"pass --run {work} to decode as it does"
+        )
+    return localizer
+
+
+def work_decode(work: Path) -> DecodeConfig | None:
+    """The decoding of a work directory's resolved recipe (None if it has no recipe.yaml)."""
+    path = work / "recipe.yaml"
+    if not path.is_file():
+        return None
+    recipe = load_yaml_dict(path).get("recipe")
+    section = recipe.get("decode", {}) if isinstance(recipe, dict) else {}
+    return validate(DecodeConfig, section, f"{path}: recipe.decode")
 
 
 def resolve_run(path: str | Path) -> Path:

@@ -220,3 +220,20 @@ def test_the_recipes_decode_reaches_the_predictions_without_retraining(pipeline:
 
     assert all(abs(t / 2 - round(t / 2)) < 1e-6 for t in ends(first)), "the recipe snaps to the 2 s grid"
     assert any(abs(t / 2 - round(t / 2)) > 1e-3 for t in ends(again)), "unsnapped: regressed boundaries"
+
+    # `pseudo predict --run WORK` decodes as the work directory's recipe now does: the pipeline's answers
+    step = next(s for s in again["steps"] if s["key"] == "predict:jsonl_custom")
+    args = ["predict", "-d", "jsonl", "-s", "custom", "--gt", str(SLICE / "gt.jsonl"),
+            "--features", str(pipeline / "store"), "--proposals", str(pipeline / "props.jsonl")]  # fmt: skip
+    res = runner.invoke(app, [*args, "--run", str(tmp_path / "w"), "--out", str(tmp_path / "work.jsonl")])
+    assert res.exit_code == 0, res.output
+    assert f"decoding with the settings of {tmp_path / 'w' / 'recipe.yaml'}" in res.stderr
+    assert load_predictions(tmp_path / "work.jsonl") == load_predictions(step["out"])
+    # its run directory decodes with its training-time settings, and says how they differ from the recipe's
+    run_dir = next(s for s in again["steps"] if s["key"] == "train")["out"]
+    res = runner.invoke(app, [*args, "--run", run_dir, "--out", str(tmp_path / "run.jsonl")])
+    assert res.exit_code == 0, res.output
+    said = " ".join(res.stderr.split())
+    assert "snap_to_steps: True -> False" in said and f"pass --run {tmp_path / 'w'}" in said
+    first_step = next(s for s in first["steps"] if s["key"] == "predict:jsonl_custom")
+    assert load_predictions(tmp_path / "run.jsonl") == load_predictions(first_step["out"])

@@ -56,15 +56,21 @@ def build_model(cfg: TrainConfig, video_dim: int) -> MomentLocalizer:
     return MomentLocalizer(build_text_tower(cfg.text), video_dim, cfg.model)
 
 
-def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """What a checkpoint keeps: the state without the frozen towers' weights (their settings name them)."""
-    frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
-    return {k: v.detach().clone() for k, v in model.state_dict().items() if k not in frozen}
+def frozen_names(model: torch.nn.Module) -> set[str]:
+    """The parameters that do not train (the frozen towers' weights): a checkpoint leaves them out."""
+    return {n for n, p in model.named_parameters() if not p.requires_grad}
+
+
+def trainable_state(model: torch.nn.Module, clone: bool = True) -> dict[str, torch.Tensor]:
+    """What a checkpoint keeps: the state without the frozen towers' weights (their settings name them);
+    ``clone=False`` gives views of the live tensors (for reading them, not for keeping)."""
+    frozen = frozen_names(model)
+    return {k: v.detach().clone() if clone else v.detach() for k, v in model.state_dict().items() if k not in frozen}
 
 
 def load_trainable_state(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
     missing, unexpected = model.load_state_dict(state, strict=False)
-    frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
+    frozen = frozen_names(model)
     bad = [k for k in missing if k not in frozen]
     if bad or unexpected:
         raise PseudoError(f"checkpoint does not match the model: missing {bad[:5]}, unexpected {unexpected[:5]}")
@@ -111,6 +117,11 @@ class Localizer:
         model.eval()
         return cls(model, config, state.get("features"), Path(run_dir))
 
+    def with_decode(self, decode: DecodeConfig) -> Localizer:
+        """The same model decoding with ``decode`` (decoding needs no retraining: a recipe may change it
+        after the run was trained)."""
+        return Localizer(self.model, self.config.model_copy(update={"decode": decode}), self.features, self.run_dir)
+
     @property
     def video_dim(self) -> int:
         return self.model.video_dim
@@ -119,7 +130,7 @@ class Localizer:
         """What identifies this localizer's answers: its settings and the state a checkpoint keeps, as 16
         hex digits."""
         h = hashlib.sha256(json.dumps(self.config.model_dump(mode="json"), sort_keys=True).encode())
-        for name, value in sorted(trainable_state(self.model).items()):
+        for name, value in sorted(trainable_state(self.model, clone=False).items()):
             h.update(name.encode())
             h.update(value.float().cpu().contiguous().numpy().tobytes())
         return h.hexdigest()[:16]

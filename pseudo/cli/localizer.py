@@ -112,15 +112,14 @@ def predict_cmd(
 ) -> None:
     """Write predictions for a benchmark split with a trained run."""
     from pseudo.data.store import open_features
-    from pseudo.pipeline import resolve_run
+    from pseudo.pipeline import load_run
     from pseudo.progress import progress_bar
     from pseudo.settings import ConfigError
     from pseudo.stages.localize import load_events, predict_split
-    from trainers.localizer import Localizer
 
     if device not in ("auto", "cpu", "cuda"):
         raise ConfigError(f"--device must be auto, cpu or cuda, got {device!r}")
-    localizer = Localizer.from_run(resolve_run(run), device)  # type: ignore[arg-type]
+    localizer = load_run(run, device, log=stderr_console().print)  # type: ignore[arg-type]
     overrides = {"snap_to_steps": snap_to_steps, "event_snap_seconds": event_snap}
     events = load_events(proposals) if proposals is not None else None
     with progress_bar(f"predict ({dataset} {split})") as bar:
@@ -169,18 +168,19 @@ def localize_cmd(
     as_json: JsonFlag = False,
 ) -> None:
     """Ask one video a question: prints the top windows (start, end, score) in seconds."""
-    from pseudo.pipeline import resolve_run
+    from pseudo.pipeline import load_run
     from pseudo.recipe import FeaturesSection
     from pseudo.stages.localize import localize
 
-    run_dir = resolve_run(run) if run is not None else None
+    localizer = load_run(run, log=stderr_console().print) if run is not None else None
     section = dict(stage_sections(config, "features").get("features", {}))
     if model:
         section.setdefault("backbone", {})["model"] = model
     cfg = section_config(FeaturesSection, "features", section, config).for_videos()
-    windows = localize(video, query, run_dir, cfg, top_k, variants=variant or ())
+    windows = localize(video, query, localizer, cfg, top_k, variants=variant or ())
+    run_dir = localizer.run_dir if localizer is not None else None
     con = stderr_console()
-    con.print(f"{'zero-shot' if run is None else run_dir}: {query!r} in {video.name}")
+    con.print(f"{'zero-shot' if run_dir is None else run_dir}: {query!r} in {video.name}")
     for i, (s, e, sc) in enumerate(windows, 1):
         con.print(f"{i:>2}. {s:8.2f} - {e:8.2f} s  score {sc:.3f}")
     if as_json:

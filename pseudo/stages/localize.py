@@ -271,7 +271,7 @@ def video_features(video: str | Path, cfg: FeaturesConfig) -> VideoFeatures:
 def localize(
     video: str | Path,
     query: str,
-    run_dir: str | Path | None = None,
+    run: str | Path | Localizer | None = None,
     features_cfg: FeaturesConfig | None = None,
     top_k: int = 5,
     proposals_cfg: ProposalConfig | None = None,
@@ -279,11 +279,13 @@ def localize(
 ) -> list[Window]:
     """Top windows (start, end, score) in seconds for ``query`` in ``video``.
 
-    With ``run_dir`` the run is checked and loaded first, and the frames are embedded with the
-    backbone and sampling the run was trained with (``features_cfg`` is ignored); without it,
+    With ``run`` (a localizer, or a run directory that is checked and loaded first) the frames are
+    embedded with the backbone and sampling the run was trained with (``features_cfg`` is ignored),
+    and decoded with its localizer's settings
+    (:func:`pseudo.pipeline.load_run` gives a work directory's with its recipe's decoding); without it,
     ``features_cfg`` (default: CLIP ViT-B/32) embeds frames and query for zero-shot ranking of the
     video's proposals."""
-    if run_dir is None:
+    if run is None:
         cfg = features_cfg or FeaturesConfig()
         feats = video_features(video, cfg)
         _, props = proposals_for(feats, proposals_cfg or ProposalConfig())
@@ -293,7 +295,7 @@ def localize(
             [q], {feats.vid: props}, SingleVideo(feats), enc, top_k=top_k, variants={"q": list(variants)}
         )
         return list(pred.windows)
-    localizer = Localizer.from_run(run_dir)
+    localizer = run if isinstance(run, Localizer) else Localizer.from_run(run)
     feats = video_features(video, run_video_features(localizer))
     events = None
     if localizer.config.decode.event_snap_seconds:  # this video's own event boundaries
