@@ -725,15 +725,16 @@ def load_run(path: str | Path, device: Device = "auto", log: Callable[[str], Non
     it was trained with; when its work directory's recipe now decodes otherwise, ``log`` says which
     settings differ and how to use the recipe's."""
     p = Path(path)
-    localizer = Localizer.from_run(resolve_run(p), device)
+    run_dir = resolve_run(p)
+    localizer = Localizer.from_run(run_dir, device)
     say = log or (lambda _msg: None)
     if (p / "stages.json").is_file():
         decode = work_decode(p)
         if decode is not None:
             say(f"decoding with the settings of {p / 'recipe.yaml'}")
             return localizer.with_decode(decode)
-    say(f"decoding with the settings {localizer.run_dir} was trained with")
-    work = p.parent.parent
+    say(f"decoding with the settings {run_dir} was trained with")
+    work = run_dir.parent.parent  # a pipeline's runs are <work>/runs/<hash>
     decode = work_decode(work) if (work / "stages.json").is_file() else None
     trained = localizer.config.decode
     if decode is not None and decode != trained:

@@ -237,3 +237,10 @@ def test_the_recipes_decode_reaches_the_predictions_without_retraining(pipeline:
     assert "snap_to_steps: True -> False" in said and f"pass --run {tmp_path / 'w'}" in said
     first_step = next(s for s in first["steps"] if s["key"] == "predict:jsonl_custom")
     assert load_predictions(tmp_path / "run.jsonl") == load_predictions(first_step["out"])
+    # a work directory whose recipe.yaml decodes with a wrong setting: one line naming the file and the key
+    saved = tmp_path / "w" / "recipe.yaml"
+    saved.write_text(saved.read_text().replace("overlap_decay_iou: 1.0", "overlap_decay_iou: 2.0"))
+    res = runner.invoke(app, [*args, "--run", str(tmp_path / "w"), "--out", str(tmp_path / "bad.jsonl")])
+    assert res.exit_code == 2 and not (tmp_path / "bad.jsonl").exists()
+    said = " ".join(res.stderr.split())
+    assert f"{saved}: recipe.decode" in said and "overlap_decay_iou" in said
