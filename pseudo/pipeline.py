@@ -12,7 +12,7 @@ changing a setting back costs nothing), and the log says which, naming the setti
     <work>/runs/<hash>/                     the trained localizer (checkpoints, log, config.yaml)
     <work>/predictions/<dataset>_<split>-<hash>.jsonl
     <work>/metrics/<dataset>_<split>-<hash>.json
-    <work>/stages.json                      the latest plan: every step's output, hash and settings
+    <work>/stages.json                      the recipe's finished steps: output, hash and settings
     <work>/recipe.yaml                      the resolved recipe and the code version
 
 A step is complete when its marker ``<output>.stage.json`` exists (written last). The CLI, the
@@ -599,11 +599,13 @@ class Pipeline:
     # --- running -----------------------------------------------------------------------------------------
 
     def _previous(self) -> dict[str, Any]:
+        """Every step the index knows, current or from earlier plans (to say what changed)."""
         index = self.work / "stages.json"
         try:
-            return dict(read_json(index).get("steps", {})) if index.is_file() else {}
+            data = read_json(index) if index.is_file() else {}
         except PseudoError:
             return {}
+        return {**data.get("earlier", {}), **data.get("steps", {})}
 
     def why(self, step: Step, previous: dict[str, Any]) -> str:
         """Why a step will be built: new, or which of its settings or inputs changed."""
@@ -645,6 +647,7 @@ class Pipeline:
             dump_yaml({"code_version": code_version(), "recipe": self.recipe.model_dump(mode="json")}),
         )
         previous = self._previous()
+        self._write_index(previous)
         metrics: dict[str, dict[str, float]] = {}
         for step, what in planned:
             name = step.label or step.key
@@ -667,7 +670,7 @@ class Pipeline:
                         {"stage": step.stage, "key": step.key, "hash": step.hash, "settings": step.settings,
                          "summary": summary, "seconds": round(seconds, 2), "code_version": code_version()},
                     )  # fmt: skip
-                    self._record(step)
+                    self._write_index(previous)
                 reports.append(
                     StepReport(step.key, step.stage, "built", str(step.out), step.hash, seconds, what, summary)
                 )
@@ -675,11 +678,20 @@ class Pipeline:
                 metrics[step.key.split(":", 1)[1]] = dict(summary.get("metrics", {}))
         return PipelineResult(self.work, reports, metrics, dict(self.outputs))
 
-    def _record(self, step: Step) -> None:
-        index = self.work / "stages.json"
-        current = self._previous()
-        current[step.key] = {"hash": step.hash, "out": str(step.out), "settings": step.settings, "stage": step.stage}
-        atomic_write_json(index, {"recipe": self.recipe.name, "steps": current})
+    def _write_index(self, previous: dict[str, Any]) -> None:
+        """``stages.json``: under ``steps`` exactly this recipe's finished steps (what `pseudo eval --work`
+        and `--run WORK` read: a run that goes back to an earlier setting, with every step current, points
+        them back at that setting's outputs); under ``earlier`` the other entries it knew, only to say what
+        changed when they are rebuilt."""
+        if not self._is_main():
+            return
+        steps = {
+            s.key: {"hash": s.hash, "out": str(s.out), "settings": s.settings, "stage": s.stage}
+            for s in self.steps
+            if s.done
+        }
+        earlier = {k: v for k, v in previous.items() if k not in steps}
+        atomic_write_json(self.work / "stages.json", {"recipe": self.recipe.name, "steps": steps, "earlier": earlier})
 
     @staticmethod
     def _is_main() -> bool:

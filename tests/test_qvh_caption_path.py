@@ -135,6 +135,14 @@ def test_one_recipe_equals_the_stage_by_stage_path(pipeline: Path, tmp_path: Pat
     why = {s["key"]: s["why"] for s in changed["steps"]}
     assert "proposals.num_proposals: 50 -> 30" in why["proposals:train"]
     assert why["labels"] == "build (its inputs changed)"
+    # back to the first setting: every step is current, and the work directory points at its outputs again
+    back = _train(whole, tmp_path / "b")
+    assert {s["status"] for s in back["steps"]} == {"current"} and back["metrics"] == b["metrics"]
+    res = runner.invoke(app, [*args, "--work", str(tmp_path / "b")])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["metrics"] == b["metrics"]["jsonl_custom"] != changed["metrics"]["jsonl_custom"]
+    index = json.loads((tmp_path / "b" / "stages.json").read_text())
+    assert index["steps"]["train"]["out"] == next(s["out"] for s in b["steps"] if s["key"] == "train")
     # the pseudo-labels hold no GT window: training never saw a human timestamp
     gt_windows = {tuple(w) for q in load_qvh_jsonl([gt]) for w in q.windows}
     labels = load_qvh_jsonl([pipeline / "pseudo.jsonl"])
