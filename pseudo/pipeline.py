@@ -722,10 +722,17 @@ def current_predictions(work: str | Path, dataset: str, split: str) -> Path:
     index = Path(work) / "stages.json"
     if not index.is_file():
         raise PseudoError(f"{work} is not a `pseudo train` work directory (no stages.json)")
-    step = read_json(index).get("steps", {}).get(f"predict:{dataset}_{split}")
-    if not step or not Path(step["out"]).is_file():
-        raise PseudoError(f"{work} has no predictions of {dataset} {split}; is it one of the recipe's eval targets?")
-    return Path(step["out"])
+    data = read_json(index)
+    key = f"predict:{dataset}_{split}"
+    step = data.get("steps", {}).get(key)
+    if step and Path(step["out"]).is_file():
+        return Path(step["out"])
+    if key in data.get("earlier", {}):  # made for other settings, not for the recipe's current ones
+        raise PseudoError(
+            f"{work} has no predictions of {dataset} {split} for its recipe's current settings (its last run "
+            "stopped before predicting, or they were removed); run `pseudo train RECIPE` to make them"
+        )
+    raise PseudoError(f"{work} has no predictions of {dataset} {split}; is it one of the recipe's eval targets?")
 
 
 def load_run(path: str | Path, device: Device = "auto", log: Callable[[str], None] | None = None) -> Localizer:

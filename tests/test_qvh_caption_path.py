@@ -143,6 +143,11 @@ def test_one_recipe_equals_the_stage_by_stage_path(pipeline: Path, tmp_path: Pat
     assert json.loads(res.stdout)["metrics"] == b["metrics"]["jsonl_custom"] != changed["metrics"]["jsonl_custom"]
     index = json.loads((tmp_path / "b" / "stages.json").read_text())
     assert index["steps"]["train"]["out"] == next(s["out"] for s in b["steps"] if s["key"] == "train")
+    # a run stopped before predicting leaves no predictions of its settings: eval --work refuses, not the old ones
+    _train(whole, tmp_path / "b", "--set", "proposals.num_proposals=20", "--until", "train")
+    res = runner.invoke(app, [*args, "--work", str(tmp_path / "b")])
+    assert res.exit_code == 2 and not res.stdout
+    assert "for its recipe's current settings" in " ".join(res.stderr.split())
     # the pseudo-labels hold no GT window: training never saw a human timestamp
     gt_windows = {tuple(w) for q in load_qvh_jsonl([gt]) for w in q.windows}
     labels = load_qvh_jsonl([pipeline / "pseudo.jsonl"])
