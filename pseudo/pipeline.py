@@ -747,14 +747,13 @@ def load_run(path: str | Path, device: Device = "auto", log: Callable[[str], Non
     run_dir = resolve_run(p)
     localizer = Localizer.from_run(run_dir, device)
     say = log or (lambda _msg: None)
-    if (p / "stages.json").is_file():
-        decode = work_decode(p)
-        if decode is not None:
-            say(f"decoding with the settings of {p / 'recipe.yaml'}")
-            return localizer.with_decode(decode)
+    decode = work_decode(p)
+    if decode is not None:
+        say(f"decoding with the settings of {p / 'recipe.yaml'}")
+        return localizer.with_decode(decode)
     say(f"decoding with the settings {run_dir} was trained with")
     work = run_dir.parent.parent  # a pipeline's runs are <work>/runs/<hash>
-    decode = work_decode(work) if (work / "stages.json").is_file() else None
+    decode = work_decode(work)
     trained = localizer.config.decode
     if decode is not None and decode != trained:
         say(
@@ -766,9 +765,10 @@ def load_run(path: str | Path, device: Device = "auto", log: Callable[[str], Non
 
 
 def work_decode(work: Path) -> DecodeConfig | None:
-    """The decoding of a work directory's resolved recipe (None if it has no recipe.yaml)."""
+    """The decoding of a work directory's resolved recipe; None where ``work`` is not a work directory of
+    `pseudo train` (no stages.json) or has no recipe.yaml."""
     path = work / "recipe.yaml"
-    if not path.is_file():
+    if not (work / "stages.json").is_file() or not path.is_file():
         return None
     recipe = load_yaml_dict(path).get("recipe")
     section = recipe.get("decode", {}) if isinstance(recipe, dict) else {}
