@@ -57,6 +57,7 @@ VARIANTS = "{root}/qvhighlights/vtggpt_rephrased_queries/{split}.jsonl"
 #: decoding changed, one setting at a time, on the recipe's trained model (no retraining)
 DECODE_ABLATIONS: dict[str, dict[str, Any]] = {
     "no zero-shot spans fused (similarity_span_weight 0)": {"similarity_span_weight": 0.0},
+    "no finer zero-shot spans (similarity_span_gap 6 only)": {"similarity_span_gap": 6},
     "regressed windows only (the previous decoding)": {"windows_from": "regression", "similarity_span_weight": 0.0},
     "variants pooled as windows (not fused per step)": {"variant_fusion": "windows"},
     "boundaries not snapped": {"snap_to_steps": False, "event_snap_seconds": 0},

@@ -130,6 +130,22 @@ def test_zero_shot_spans_join_the_saliency_spans(store: FeatureStore) -> None:
         assert {w[:2] for w in a.windows} <= got  # the model's spans stay
         extra = got - {w[:2] for w in a.windows}
         assert extra and extra <= {w[:2] for w in z.windows}  # the rest are zero-shot spans
+    # a list of gaps pools the zero-shot spans cut with each: the finer ones (gap 2) join those of gap 6
+    finer = loc.predict(
+        store,
+        gts,
+        decode_cfg=DecodeConfig(windows_from="saliency", similarity_span_weight=0.5, similarity_span_gap=[6, 2]),
+        top_k=200,
+    )
+    fine = vtggpt_predictions(gts, store, Encoder(), cfg=SpanSettings(gap=2), top_k=200)  # type: ignore[arg-type]
+    only_fine = 0
+    for a, f, z, zf in zip(alone, finer, zero_shot, fine, strict=True):
+        assert f.windows[0] == a.windows[0]
+        model, coarse, small = ({w[:2] for w in p.windows} for p in (a, z, zf))
+        got = {w[:2] for w in f.windows}
+        assert model <= got and got <= model | coarse | small
+        only_fine += len(got - model - coarse)
+    assert only_fine  # the finer cut adds windows that gap 6 never gives
     no_sim = Localizer(build_model(_cfg(saliency_head=True), 384), _cfg(saliency_head=True))
     with pytest.raises(pseudo.errors.PseudoError, match=r"set decode\.similarity_span_weight to 0"):
         no_sim.predict(store, gts[:1], decode_cfg=DecodeConfig(windows_from="saliency", similarity_span_weight=1.0))

@@ -10,6 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from pseudo.backbones.base import BackboneConfig
 from trainers.model import LocalizerConfig
 
+NonNegative = Annotated[int, Field(ge=0)]
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -87,9 +89,17 @@ class DecodeConfig(_Strict):
     span_nms: Annotated[float, Field(gt=0, le=1)] = 0.95
     # fuse with the zero-shot method: the spans of each phrasing's plain query-caption similarity curve
     # (VTG-GPT's rule, gaps of up to similarity_span_gap steps merged) join the saliency spans, their
-    # scores times this weight (0: off; needs model.plain_similarity)
+    # scores times this weight (0: off; needs model.plain_similarity). A list of gaps pools the spans cut
+    # with each (e.g. [6, 2]: VTG-GPT's spans and finer ones, which can answer one of several short windows)
     similarity_span_weight: Annotated[float, Field(ge=0)] = 0.0
-    similarity_span_gap: Annotated[int, Field(ge=0)] = 6
+    similarity_span_gap: NonNegative | Annotated[tuple[NonNegative, ...], Field(min_length=1)] = 6
+
+    @property
+    def similarity_span_gaps(self) -> tuple[int, ...]:
+        """``similarity_span_gap`` as a tuple of gaps."""
+        g = self.similarity_span_gap
+        return (g,) if isinstance(g, int) else g
+
     # the last step, over the final ranked windows: a window overlapping a better one by more than this
     # IoU has its score times (1 - IoU) (linear soft-NMS), so near-copies of a window rank behind the
     # other places; the best window stays first (R1 is unchanged), and ranked metrics (mAP) see more

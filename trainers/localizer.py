@@ -334,14 +334,15 @@ class Localizer:
         """Spans of each phrasing's saliency curve (pooled, best first, near-duplicates dropped), alone
         or ranked above the regressed windows; a span scores 1 + its VTG score, a regressed window its
         probability, so the order is spans first. With ``similarity_span_weight`` (w), the zero-shot
-        spans of each phrasing's plain similarity curve (VTG-GPT's rule, ``similarity_span_gap``) join
-        the pool, scoring 1 + w * their VTG score."""
+        spans of each phrasing's plain similarity curve (VTG-GPT's rule, cut with each of
+        ``similarity_span_gaps``) join the pool, scoring 1 + w * their VTG score."""
         cfg = SpanSettings(dc.span_bins, dc.span_top_k, dc.span_gap_steps, dc.span_nms)
         pool = [s for c in curves for s in spans(normalise(c), cfg)]
         if dc.similarity_span_weight:
-            zs = replace(cfg, gap=dc.similarity_span_gap)
             w = dc.similarity_span_weight
-            pool += [(a, b, w * sc) for c in similarity for a, b, sc in spans(normalise(c), zs)]
+            for gap in dc.similarity_span_gaps:
+                zs = replace(cfg, gap=gap)
+                pool += [(a, b, w * sc) for c in similarity for a, b, sc in spans(normalise(c), zs)]
         found = nms(pool, cfg.nms_threshold)
         rows = [
             (grid.start + a * grid.step, min(grid.start + (b + 1) * grid.step, duration), 1.0 + sc)
