@@ -432,7 +432,7 @@ class Pipeline:
         run_dir = self.outputs[f"train:round{round_ - 1}"]
 
         def run() -> dict[str, Any]:
-            localizer = Localizer.from_run(run_dir, self.recipe.device)
+            localizer = Localizer.from_run(run_dir, self.recipe.device).with_decode(self.recipe.decode)
             with progress_bar(f"self-training labels (round {round_})") as bar:
                 labels = relabel(
                     localizer,
@@ -444,7 +444,6 @@ class Pipeline:
                     ratio=st.ratio,
                     clip_seconds=self._video_sets()["train"].clip_seconds,
                     select=round_ == 1,
-                    decode_cfg=self.recipe.decode,
                     on_start=bar.start,
                     on_query=bar.advance,
                     log=self.log,
@@ -717,17 +716,26 @@ def _summary(summary: RunSummary, title: str) -> dict[str, Any]:
     return out
 
 
-def current_predictions(work: str | Path, dataset: str, split: str) -> Path:
-    """The predictions of ``dataset``/``split`` that the work directory's latest run made."""
+def current_output(work: str | Path, key: str) -> tuple[Path | None, bool]:
+    """The output of step ``key`` (``train``, ``predict:D_S``) that the work directory's recipe finished
+    for its current settings, else None; and whether the index knows the step only for other settings
+    (an earlier run's, not the recipe's current ones)."""
     index = Path(work) / "stages.json"
     if not index.is_file():
         raise PseudoError(f"{work} is not a `pseudo train` work directory (no stages.json)")
     data = read_json(index)
-    key = f"predict:{dataset}_{split}"
     step = data.get("steps", {}).get(key)
-    if step and Path(step["out"]).is_file():
-        return Path(step["out"])
-    if key in data.get("earlier", {}):  # made for other settings, not for the recipe's current ones
+    if step and Path(step["out"]).exists():
+        return Path(step["out"]), False
+    return None, key in data.get("earlier", {})
+
+
+def current_predictions(work: str | Path, dataset: str, split: str) -> Path:
+    """The predictions of ``dataset``/``split`` that the work directory's latest run made."""
+    out, stale = current_output(work, f"predict:{dataset}_{split}")
+    if out is not None:
+        return out
+    if stale:
         raise PseudoError(
             f"{work} has no predictions of {dataset} {split} for its recipe's current settings (its last run "
             "stopped before predicting, or they were removed); run `pseudo train RECIPE` to make them"
@@ -780,10 +788,14 @@ def resolve_run(path: str | Path) -> Path:
     p = Path(path)
     if (p / "checkpoints" / "last.pt").is_file():
         return p
-    index = p / "stages.json"
-    if index.is_file():
-        step = read_json(index).get("steps", {}).get("train")
-        if step and Path(step["out"]).is_dir():
-            return Path(step["out"])
+    if (p / "stages.json").is_file():
+        out, stale = current_output(p, "train")
+        if out is not None:
+            return out
+        if stale:
+            raise PseudoError(
+                f"{p} has no trained run for its recipe's current settings (its last run stopped before "
+                "training); run `pseudo train RECIPE` to train it"
+            )
     run_checkpoint(p)  # raises the error that says how to make one
     return p

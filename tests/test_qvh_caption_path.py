@@ -148,6 +148,13 @@ def test_one_recipe_equals_the_stage_by_stage_path(pipeline: Path, tmp_path: Pat
     res = runner.invoke(app, [*args, "--work", str(tmp_path / "b")])
     assert res.exit_code == 2 and not res.stdout
     assert "for its recipe's current settings" in " ".join(res.stderr.split())
+    # nor does `pseudo predict --run WORK` take a model trained for other settings
+    _train(whole, tmp_path / "b", "--set", "proposals.num_proposals=10", "--until", "labels")
+    predict = ["predict", "--run", str(tmp_path / "b"), "-d", "jsonl", "-s", "custom", "--gt", str(gt),
+               "--features", str(pipeline / "store"), "--out", str(tmp_path / "p.jsonl")]  # fmt: skip
+    res = runner.invoke(app, predict)
+    assert res.exit_code == 2 and not (tmp_path / "p.jsonl").exists()
+    assert "has no trained run for its recipe's current settings" in " ".join(res.stderr.split())
     # the pseudo-labels hold no GT window: training never saw a human timestamp
     gt_windows = {tuple(w) for q in load_qvh_jsonl([gt]) for w in q.windows}
     labels = load_qvh_jsonl([pipeline / "pseudo.jsonl"])

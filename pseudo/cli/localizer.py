@@ -112,6 +112,7 @@ def predict_cmd(
 ) -> None:
     """Write predictions for a benchmark split with a trained run."""
     from pseudo.data.store import open_features
+    from pseudo.io import check_writable
     from pseudo.pipeline import load_run
     from pseudo.progress import progress_bar
     from pseudo.settings import ConfigError
@@ -119,6 +120,7 @@ def predict_cmd(
 
     if device not in ("auto", "cpu", "cuda"):
         raise ConfigError(f"--device must be auto, cpu or cuda, got {device!r}")
+    check_writable(out, "file")  # before the model loads: a bad --out fails at once
     localizer = load_run(run, device, log=stderr_console().print)  # type: ignore[arg-type]
     overrides = {"snap_to_steps": snap_to_steps, "event_snap_seconds": event_snap}
     events = load_events(proposals) if proposals is not None else None

@@ -142,14 +142,14 @@ def relabel(
     ratio: float = 0.9,
     clip_seconds: float = 1.0,
     select: bool = True,
-    decode_cfg: DecodeConfig | None = None,
     on_start: Callable[[int], None] | None = None,
     on_query: Callable[[str], None] | None = None,
     log: Callable[[str], None] | None = None,
 ) -> list[Query]:
     """Self-training: the labels the localizer learned from (selected by its own data settings when
     ``select``), each given the windows the localizer now finds for its query on its video: the best,
-    and up to ``max_windows - 1`` more scoring at least ``ratio`` times the best. Written as JSONL.
+    and up to ``max_windows - 1`` more scoring at least ``ratio`` times the best, decoded with the
+    localizer's own settings (:meth:`Localizer.with_decode` gives other ones). Written as JSONL.
     ``on_start``/``on_query`` report progress (:meth:`Localizer.predict`). A stopped pass resumes
     (:func:`predict_in_parts`; ``log`` says how much it read back)."""
     out = check_writable(out, "file")
@@ -159,7 +159,7 @@ def relabel(
         labels = select_labels(labels, data.max_label_seconds, data.labels_per_video, data.min_label_seconds)
     source = open_features(features, clip_seconds=clip_seconds)
     preds = predict_in_parts(
-        localizer, source, labels, out, events, decode_cfg, max_windows, on_start=on_start, on_query=on_query, log=log
+        localizer, source, labels, out, events, None, max_windows, on_start=on_start, on_query=on_query, log=log
     )
     new: list[Query] = []
     for q, p in zip(labels, preds, strict=True):
