@@ -134,7 +134,7 @@ def test_zero_shot_spans_join_the_saliency_spans(store: FeatureStore) -> None:
     finer = loc.predict(
         store,
         gts,
-        decode_cfg=DecodeConfig(windows_from="saliency", similarity_span_weight=0.5, similarity_span_gap=[6, 2]),
+        decode_cfg=DecodeConfig(windows_from="saliency", similarity_span_weight=0.5, similarity_span_gap=(6, 2)),
         top_k=200,
     )
     fine = vtggpt_predictions(gts, store, Encoder(), cfg=SpanSettings(gap=2), top_k=200)  # type: ignore[arg-type]
