@@ -340,9 +340,10 @@ class Localizer:
         pool = [s for c in curves for s in spans(normalise(c), cfg)]
         if dc.similarity_span_weight:
             w = dc.similarity_span_weight
+            normed = [normalise(c) for c in similarity]
             for gap in dc.similarity_span_gaps:
                 zs = replace(cfg, gap=gap)
-                pool += [(a, b, w * sc) for c in similarity for a, b, sc in spans(normalise(c), zs)]
+                pool += [(a, b, w * sc) for c in normed for a, b, sc in spans(c, zs)]
         found = nms(pool, cfg.nms_threshold)
         rows = [
             (grid.start + a * grid.step, min(grid.start + (b + 1) * grid.step, duration), 1.0 + sc)

@@ -159,7 +159,7 @@ def relabel(
         labels = select_labels(labels, data.max_label_seconds, data.labels_per_video, data.min_label_seconds)
     source = open_features(features, clip_seconds=clip_seconds)
     preds = predict_in_parts(
-        localizer, source, labels, out, events, None, max_windows, on_start=on_start, on_query=on_query, log=log
+        localizer, source, labels, out, events, top_k=max_windows, on_start=on_start, on_query=on_query, log=log
     )
     new: list[Query] = []
     for q, p in zip(labels, preds, strict=True):
