@@ -27,6 +27,7 @@ from rich.console import Console
 
 from bench._common import header, parse_args
 from pseudo.backbones import build_backbone
+from pseudo.backbones.base import set_threads
 from pseudo.baselines.prior import LengthPositionPrior
 from pseudo.baselines.tfidf import tfidf_caption_windows
 from pseudo.baselines.vtggpt import vtggpt_predictions
@@ -46,7 +47,6 @@ from pseudo.settings import code_version
 from pseudo.stages.features import text_encoder_of
 from pseudo.stages.localize import load_events
 from pseudo.stages.proposals import read_proposals
-from trainers.localizer import Localizer
 
 COLS = ["R1@0.5", "R1@0.7", "mAP@0.5", "mAP@0.75", "mAP", "mIoU"]
 HEADLINE = ["R1@0.5", "R1@0.7", "mAP", "mAP@0.5", "mAP@0.75", "mIoU"]
@@ -118,6 +118,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="*", default=[0], help="optim.seed values of the recipe's row")
     ap.add_argument("--out", default="bench/results/qvhighlights.md")
     args = parse_args(ap)
+    set_threads("auto")  # as `pseudo train` does: one torch thread per core other work leaves free
     con = Console(stderr=True, width=180)
     timer = Timer()
     gts = {s: [q for q in load_dataset("qvhighlights", s) if q.windows] for s in SPLITS}
@@ -138,17 +139,13 @@ def main() -> None:
     variants = {s: load_variants(VARIANTS.format(root=find_data_root(), split=s), gts[s]) for s in SPLITS}
     llm = "LLM rephrasings fused: same inputs as VTG-GPT"
 
-    localizers: dict[Path, Localizer] = {}  # one per run: a hand-prompt localizer keeps its text encodings
-
     def localizer_preds(
         pipeline: Pipeline, result: PipelineResult, split: str, use_variants: bool, **decode: Any
     ) -> list[Prediction]:
-        """The trained run's predictions with the recipe's decoding (``decode`` changed)."""
+        """The trained run's predictions with the recipe's decoding (``decode`` changed), by the model
+        that made the run's own predictions (it keeps the text encodings it made for them)."""
         videos = SPLITS[split]
-        run_dir = Path(result.outputs["train"])
-        if run_dir not in localizers:
-            localizers[run_dir] = Localizer.from_run(run_dir, "cpu")
-        localizer = localizers[run_dir]
+        localizer = pipeline.localizer()
         dc = pipeline.recipe.decode.model_copy(update=decode)
         events = load_events(result.outputs[f"proposals:{videos}"])
         source = pipeline.features_source(videos)

@@ -252,3 +252,41 @@ def test_overlap_decay_ranks_near_copies_behind_other_places(store: FeatureStore
                 assert iou_cross(better, np.array([w[:2]])).max() > 0.8
                 moved += 1
     assert moved  # the slice has such near-copies
+
+
+def test_second_stage_adds_the_query_contrast_and_embeds_each_text_once(store: FeatureStore) -> None:
+    torch.manual_seed(0)
+    cfg = _cfg(saliency_head=True, plain_similarity=True)
+    loc = Localizer(build_model(cfg, 384), cfg)
+    gts = load_qvh_jsonl([SLICE / "gt.jsonl"])
+    variants = {str(q.qid): [f"someone {q.query.lower()}", "a person talks"] for q in gts}
+    dc = DecodeConfig(windows_from="both", similarity_span_weight=0.8)
+    plain = loc.predict(store, gts, decode_cfg=dc, top_k=200, variants=variants)
+    tower = loc.model.tower
+    calls: list[int] = []
+    embed = tower.embed_texts
+
+    def counted(texts: list[str]) -> torch.Tensor:
+        calls.append(len(texts))
+        return embed(texts)
+
+    tower.embed_texts = counted  # type: ignore[method-assign]
+    second = dc.model_copy(update={"similarity_weight": 0.5})
+    rescored = loc.predict(store, gts, decode_cfg=second, top_k=200, variants=variants)
+    assert calls == []  # every phrasing was embedded by the first pass: the second stage reads those
+    del tower.embed_texts
+    for q, p, r in zip(gts, plain, rescored, strict=True):
+        assert sorted(w[:2] for w in r.windows) == sorted(w[:2] for w in p.windows)  # re-ranked, not changed
+        assert [w[2] for w in r.windows] == sorted((w[2] for w in r.windows), reverse=True)
+        # by hand: score + 0.5 * mean over the phrasings of (mean cosine inside - mean cosine outside)
+        grid = store.get(q.vid)
+        emb = tower.embed_texts([q.query, *variants[str(q.qid)]]).numpy().astype(np.float64)
+        f = grid.features.astype(np.float64)
+        cos = (emb / np.linalg.norm(emb, axis=1, keepdims=True)) @ (f / np.linalg.norm(f, axis=1, keepdims=True)).T
+        before = {w[:2]: w[2] for w in p.windows}
+        for s, e, sc in r.windows[:20]:
+            inside = (grid.timestamps >= s) & (grid.timestamps < e)
+            if not inside.any() or inside.all():
+                continue
+            contrast = (cos[:, inside].mean(axis=1) - cos[:, ~inside].mean(axis=1)).mean()
+            assert sc == pytest.approx(before[(s, e)] + 0.5 * contrast, abs=1e-5)
