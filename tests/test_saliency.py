@@ -3,6 +3,7 @@ windows, and pseudo-labels with every place where their query holds."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -266,7 +267,7 @@ def test_second_stage_adds_the_query_contrast_and_embeds_each_text_once(store: F
     calls: list[int] = []
     embed = tower.embed_texts
 
-    def counted(texts: list[str]) -> torch.Tensor:
+    def counted(texts: Sequence[str]) -> torch.Tensor:
         calls.append(len(texts))
         return embed(texts)
 
