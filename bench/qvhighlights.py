@@ -47,6 +47,7 @@ from pseudo.settings import code_version
 from pseudo.stages.features import text_encoder_of
 from pseudo.stages.localize import load_events
 from pseudo.stages.proposals import read_proposals
+from trainers.text_towers import TowerPool
 
 COLS = ["R1@0.5", "R1@0.7", "mAP@0.5", "mAP@0.75", "mAP", "mIoU"]
 HEADLINE = ["R1@0.5", "R1@0.7", "mAP", "mAP@0.5", "mAP@0.75", "mIoU"]
@@ -130,8 +131,10 @@ def main() -> None:
         con.print(method, split, {k: round(rep.headline[k], 2) for k in COLS})
         return rep.headline
 
+    towers = TowerPool()  # the seeds and ablations share the frozen MiniLM and what it has encoded
+
     def run(overrides: dict[str, Any]) -> tuple[Pipeline, PipelineResult]:
-        pipeline = Pipeline(load_recipe(args.recipe, overrides), args.work, log=con.print)
+        pipeline = Pipeline(load_recipe(args.recipe, overrides), args.work, log=con.print, towers=towers)
         result = pipeline.run()
         timer.add_pipeline(result)
         return pipeline, result

@@ -49,6 +49,7 @@ from pseudo.stages.per_video import RunSummary
 from pseudo.stages.proposals import run_proposals
 from trainers.config import DecodeConfig
 from trainers.localizer import Localizer, run_checkpoint
+from trainers.text_towers import TowerPool
 
 STAGES = ("features", "proposals", "labels", "train", "predict", "eval")
 SHORT_HASH = 10
@@ -160,8 +161,12 @@ class Pipeline:
         log: Callable[[str], None] | None = None,
         on_train_log: Callable[[dict[str, Any]], None] | None = None,
         data_root: str | Path | None = None,
+        towers: TowerPool | None = None,
     ) -> None:
         self.recipe = recipe
+        #: frozen text towers shared with other pipelines of this process (the seeds of a bench): a
+        #: text one of them encoded is not encoded again
+        self.towers = towers
         self.work = Path(work) if work is not None else recipe.work()
         self.log = log or (lambda msg: stderr_console().print(msg))
         self.on_train_log = on_train_log
@@ -432,7 +437,7 @@ class Pipeline:
         run_dir = self.outputs[f"train:round{round_ - 1}"]
 
         def run() -> dict[str, Any]:
-            localizer = Localizer.from_run(run_dir, self.recipe.device).with_decode(self.recipe.decode)
+            localizer = Localizer.from_run(run_dir, self.recipe.device, self.towers).with_decode(self.recipe.decode)
             with progress_bar(f"self-training labels (round {round_})") as bar:
                 labels = relabel(
                     localizer,
@@ -479,6 +484,7 @@ class Pipeline:
                 evaluate=evaluate_cb if final else None,
                 on_log=self.on_train_log,
                 select=round_ == 0,
+                towers=self.towers,
             )
             return {
                 "steps": result.steps,
@@ -495,7 +501,7 @@ class Pipeline:
     def localizer(self) -> Localizer:
         if self._localizer is None:
             # the recipe's decoding, not the checkpoint's (a decode-only change needs no retraining)
-            trained = Localizer.from_run(self.outputs["train"], self.recipe.device)
+            trained = Localizer.from_run(self.outputs["train"], self.recipe.device, self.towers)
             self._localizer = trained.with_decode(self.recipe.decode)
         return self._localizer
 

@@ -209,12 +209,17 @@ def test_hand_prompt_is_plain_text(tower: TextTower) -> None:
         torch.testing.assert_close(again[i, :n], ref_tokens[j, :n], rtol=1e-4, atol=1e-5)
         torch.testing.assert_close(again_pooled[i], ref_pooled[j])
     # the cache is bounded: past its size the least recently used text goes, and comes back the same
-    prompt._hand_cache.max_items = 2
-    prompt([TEXTS[0]])
-    prompt(["a third text"])
-    assert list(prompt._hand_cache) == [TEXTS[0], "a third text"]
-    _, back_mask, back_pooled = prompt([TEXTS[1], TEXTS[0]])
-    assert len(prompt._hand_cache) == 2 and list(prompt._hand_cache)[-1] == TEXTS[1]
+    memo = tower._encoded  # the tower keeps them, keyed by the prompted text and the length it was cut to
+    size = memo.max_items
+    memo.max_items = 2
+    try:
+        prompt([TEXTS[0]])
+        prompt(["a third text"])
+        assert list(memo) == [("a video of " + TEXTS[0], 32), ("a video of a third text", 32)]
+        _, back_mask, back_pooled = prompt([TEXTS[1], TEXTS[0]])
+        assert len(memo) == 2 and list(memo)[-1] == ("a video of " + TEXTS[1], 32)
+    finally:
+        memo.max_items = size
     torch.testing.assert_close(back_pooled[0], ref_pooled[1])
     assert int(back_mask[0].sum()) == int(ref_mask[1].sum())
 

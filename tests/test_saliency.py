@@ -291,3 +291,40 @@ def test_second_stage_adds_the_query_contrast_and_embeds_each_text_once(store: F
                 continue
             contrast = (cos[:, inside].mean(axis=1) - cos[:, ~inside].mean(axis=1)).mean()
             assert sc == pytest.approx(before[(s, e)] + 0.5 * contrast, abs=1e-5)
+
+
+def test_models_built_through_one_pool_share_the_tower_and_what_it_encoded(store: FeatureStore) -> None:
+    from trainers.text_towers import TowerPool
+
+    base = _cfg(saliency_head=True, plain_similarity=True)  # the recipe's hand prompt: a prompted text never changes
+    cfg = base.model_copy(update={"model": base.model.model_copy(update={"prompt": "hand", "ctx_init": "a video of"})})
+    pool = TowerPool()
+    torch.manual_seed(0)
+    first = Localizer(build_model(cfg, 384, pool), cfg)
+    second = Localizer(build_model(cfg, 384, pool), cfg)
+    alone = Localizer(build_model(cfg, 384), cfg)
+    alone.model.load_state_dict(second.model.state_dict())
+    assert first.model.tower is second.model.tower and alone.model.tower is not first.model.tower
+    assert len(pool) == 1
+    gts = load_qvh_jsonl([SLICE / "gt.jsonl"])
+    variants = {str(q.qid): [f"someone {q.query.lower()}"] for q in gts}
+    dc = DecodeConfig(windows_from="both", similarity_span_weight=0.8, similarity_weight=0.5)
+    first.predict(store, gts, decode_cfg=dc, variants=variants)
+    tower = second.model.tower
+    calls: list[int] = []
+    encode = tower.encode
+
+    def counted(embeds: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        calls.append(len(embeds))
+        return encode(embeds, mask)
+
+    tower.encode = counted  # type: ignore[method-assign]
+    try:
+        shared = second.predict(store, gts, decode_cfg=dc, variants=variants)
+    finally:
+        del tower.encode
+    assert calls == []  # the second model encoded no text: the first one's encodings were kept
+    own = alone.predict(store, gts, decode_cfg=dc, variants=variants)
+    for s, o in zip(shared, own, strict=True):  # the same answers as with a tower of its own
+        assert [w[:2] for w in s.windows] == [w[:2] for w in o.windows]
+        np.testing.assert_allclose([w[2] for w in s.windows], [w[2] for w in o.windows], rtol=1e-6, atol=1e-6)

@@ -36,7 +36,7 @@ from trainers.config import DecodeConfig, TrainConfig, decode_conflict
 from trainers.data import Batch, FeatureCache, Sample, StepFeatures, collate
 from trainers.decode import decode, snap_to_events, soft_nms
 from trainers.model import LocalizerOutput, MomentLocalizer
-from trainers.text_towers import build_text_tower
+from trainers.text_towers import TowerPool, build_text_tower
 
 Events = Mapping[str, NDArray[np.float64]] | NDArray[np.float64]
 
@@ -52,8 +52,11 @@ def chunks(t: int, max_len: int) -> list[int]:
     return starts
 
 
-def build_model(cfg: TrainConfig, video_dim: int) -> MomentLocalizer:
-    return MomentLocalizer(build_text_tower(cfg.text), video_dim, cfg.model)
+def build_model(cfg: TrainConfig, video_dim: int, towers: TowerPool | None = None) -> MomentLocalizer:
+    """A fresh localizer for ``cfg``; its frozen text tower comes from ``towers`` when given (shared, with
+    the encodings it keeps, by every model built through the pool), else is built for this model."""
+    tower = towers.get(cfg.text) if towers is not None else build_text_tower(cfg.text)
+    return MomentLocalizer(tower, video_dim, cfg.model)
 
 
 def frozen_names(model: torch.nn.Module) -> set[str]:
@@ -104,15 +107,16 @@ class Localizer:
         self.run_dir = run_dir
 
     @classmethod
-    def from_run(cls, run_dir: str | Path, device: Device = "auto") -> Localizer:
-        """The model of ``run_dir/checkpoints/last.pt`` (frozen towers rebuilt from its settings)."""
+    def from_run(cls, run_dir: str | Path, device: Device = "auto", towers: TowerPool | None = None) -> Localizer:
+        """The model of ``run_dir/checkpoints/last.pt`` (frozen towers rebuilt from its settings, or taken
+        from ``towers``: several runs of one recipe then share them and what they have encoded)."""
         ckpt = run_checkpoint(run_dir)
         dev = resolve_device(device)
         state = torch.load(ckpt, map_location=dev, weights_only=False)
         if "config" not in state:
             raise PseudoError(f"{ckpt} was written by an older version of pseudo; retrain the run")
         config = TrainConfig.model_validate(state["config"])
-        model = build_model(config, int(state["video_dim"])).to(dev)
+        model = build_model(config, int(state["video_dim"]), towers).to(dev)
         load_trainable_state(model, state["model"])
         model.eval()
         return cls(model, config, state.get("features"), Path(run_dir))

@@ -54,6 +54,7 @@ from trainers.data import (
 from trainers.localizer import Localizer, build_model, trainable_state
 from trainers.losses import localizer_loss
 from trainers.model import MomentLocalizer
+from trainers.text_towers import TowerPool
 
 
 @dataclass
@@ -347,12 +348,14 @@ def train(
     labels_name: str = "the labels",
     features_name: str = "the features",
     select: bool = True,
+    towers: TowerPool | None = None,
 ) -> TrainResult:
     """Train a localizer on ``labels`` (selected here by ``cfg.data``) over ``features`` into ``run_dir``.
 
     ``evaluate`` scores the model (after ``optim.eval_epochs`` and at the end); ``stop_after_steps``
     ends early, after a checkpoint, as a killed run would; ``select=False`` trains on the labels as
-    given (already selected, e.g. relabelled by self-training). The names are for error messages."""
+    given (already selected, e.g. relabelled by self-training); ``towers`` shares the frozen text tower
+    (and what it has encoded) with other models built through the pool. The names are for error messages."""
     device = resolve_device(cfg.device)
     dist_info = _init_distributed(device)
     run = Path(run_dir)
@@ -377,7 +380,7 @@ def train(
     if conflict := loss_conflict(cfg.model, cfg.loss):
         raise PseudoError(conflict)
     video_dim = cache.get(queries[0].vid).features.shape[1]
-    model = build_model(cfg, video_dim).to(device)
+    model = build_model(cfg, video_dim, towers).to(device)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = build_optimizer(params, opt_cfg)
     steps_per_epoch = math.ceil(math.ceil(len(queries) / dist_info.world) / opt_cfg.batch_size)

@@ -197,7 +197,6 @@ class MomentLocalizer(nn.Module):
         self.sim_proj: nn.Linear | None = nn.Linear(1, d) if cfg.similarity_channel and tower.dim == video_dim else None
         self.plain_proj: nn.Linear | None = nn.Linear(2, d) if cfg.plain_similarity and tower.dim == video_dim else None
         self.saliency: Head | None = Head(d, 1) if cfg.saliency_head else None
-        self._plain_cache: dict[str, Tensor] = {}
         self.video_norm = nn.LayerNorm(d)
         self.dropout = nn.Dropout(cfg.dropout)
         self.text_proj = nn.Linear(tower.dim, d)
@@ -227,13 +226,9 @@ class MomentLocalizer(nn.Module):
         return self.prompt.tower
 
     def plain_embeddings(self, texts: Sequence[str]) -> Tensor:
-        """The frozen tower's plain sentence embeddings (B, dim), each text embedded once per model
-        (the tower never trains, so they never change; training sees every label once an epoch)."""
-        missing = [t for t in dict.fromkeys(texts) if t not in self._plain_cache]
-        if missing:
-            emb = self.tower.embed_texts(missing).detach().float().cpu()
-            self._plain_cache.update(zip(missing, emb, strict=True))
-        return torch.stack([self._plain_cache[t] for t in texts])
+        """The frozen tower's plain sentence embeddings (B, dim), each text through the tower once (the
+        tower keeps them: :meth:`TextTower.plain_embeddings`)."""
+        return self.tower.plain_embeddings(texts)
 
     def trainable_parameters(self) -> list[str]:
         """Names of the parameters that train (context vectors, meta-net, temporal/fusion/heads)."""

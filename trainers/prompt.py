@@ -17,15 +17,9 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pad_sequence
 
 from pseudo.errors import PseudoError
-from pseudo.lru import LRU
 from trainers.text_towers import TextTower
 
 PromptMode = Literal["coop", "cocoop", "hand"]
-
-#: texts whose hand-prompt encodings are kept (least recently used go first): about 37 KB each with
-#: MiniLM, so about 1.2 GB at most; the QVHighlights recipe trains on at most 18,228 pseudo-queries
-#: (12 per val video), all kept
-HAND_CACHE_TEXTS = 32_768
 
 
 class PromptLearner(nn.Module):
@@ -63,10 +57,6 @@ class PromptLearner(nn.Module):
             )
         self.ctx: nn.Parameter | None = None
         self.meta_net: nn.Sequential | None = None
-        #: hand-written prompts learn nothing and the tower is frozen, so each text's encoding never
-        #: changes: it is computed once (its valid tokens and pooled state) and reused, for up to
-        #: ``HAND_CACHE_TEXTS`` texts (a text that was dropped is encoded again, to the same values)
-        self._hand_cache: LRU[str, tuple[Tensor, Tensor]] = LRU(HAND_CACHE_TEXTS)
         if mode == "hand":
             return
         self.ctx = nn.Parameter(self._initial_context(ctx_init))
@@ -108,18 +98,10 @@ class PromptLearner(nn.Module):
         return ctx
 
     def _hand(self, texts: Sequence[str]) -> tuple[Tensor, Tensor, Tensor]:
-        """The hand-written prompt's encodings, each distinct text through the tower once (right padding
-        with a mask leaves a text's valid tokens unchanged, so a cached encoding equals a fresh one)."""
+        """The hand-written prompt's encodings: it learns nothing and the tower is frozen, so each text's
+        encoding never changes, and the tower keeps it (:meth:`TextTower.encoded`)."""
         prefix = f"{self.ctx_init} " if self.ctx_init else ""
-        found, todo = self._hand_cache.lookup(texts)
-        if todo:
-            with torch.no_grad():
-                ids, mask = self.tower.tokenize([prefix + t for t in todo], self.max_length)
-                tokens, pooled = self.tower.encode(self.tower.embed_tokens(ids), mask)
-            for i, t in enumerate(todo):
-                found[t] = (tokens[i, : int(mask[i].sum())].detach(), pooled[i].detach())
-                self._hand_cache.put(t, found[t])
-        rows = [found[t] for t in texts]
+        rows = self.tower.encoded([prefix + t for t in texts], self.max_length)
         padded = pad_sequence([tok for tok, _ in rows], batch_first=True)
         lengths = torch.tensor([len(tok) for tok, _ in rows], device=padded.device)
         valid = torch.arange(padded.shape[1], device=padded.device)[None, :] < lengths[:, None]

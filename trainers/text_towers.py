@@ -7,6 +7,7 @@ module that trains, but gradients flow through it back to the input embeddings (
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from functools import cache
@@ -17,10 +18,16 @@ from torch import Tensor, nn
 
 from pseudo.backbones.base import BackboneConfig, quiet_hub
 from pseudo.errors import PseudoError
+from pseudo.lru import LRU
 from pseudo.registry import Registry
 
 TowerBuilder = Callable[[BackboneConfig], "TextTower"]
 TEXT_TOWERS = Registry[TowerBuilder]("text tower")
+#: how many texts a tower keeps the encodings of, per kind (prompted, plain), least recently used going
+#: first: a prompted one is about 37 KB with MiniLM, so about 1.2 GB at most; the QVHighlights recipe
+#: trains on at most 18,228 pseudo-queries (12 per val video), and a split's queries with their five
+#: rephrasings are about 9,300 texts
+MEMO_TEXTS = 32_768
 
 
 class TextTower(nn.Module, ABC):
@@ -38,6 +45,11 @@ class TextTower(nn.Module, ABC):
     def __init__(self, tokenizer: Any) -> None:
         super().__init__()
         self.tokenizer = tokenizer
+        #: the tower is frozen, so a text's encoding never changes: each is made once and kept (the
+        #: least recently used past ``MEMO_TEXTS`` are dropped, and made again, to the same values if
+        #: asked again), for every model built on this tower (:class:`TowerPool`)
+        self._encoded: LRU[tuple[str, int], tuple[Tensor, Tensor]] = LRU(MEMO_TEXTS)
+        self._plain: LRU[str, Tensor] = LRU(MEMO_TEXTS)
 
     def freeze(self) -> None:
         self.requires_grad_(False)
@@ -81,6 +93,30 @@ class TextTower(nn.Module, ABC):
         ids, mask = self.tokenize(texts, self.max_positions)
         _, pooled = self.encode(self.embed_tokens(ids), mask)
         return pooled
+
+    def plain_embeddings(self, texts: Sequence[str]) -> Tensor:
+        """:meth:`embed_texts` (B, dim) on the CPU in fp32, each distinct text through the tower once."""
+        found, todo = self._plain.lookup(texts)
+        if todo:
+            for t, e in zip(todo, self.embed_texts(todo).detach().float().cpu(), strict=True):
+                found[t] = e
+                self._plain.put(t, e)
+        return torch.stack([found[t] for t in texts])
+
+    def encoded(self, texts: Sequence[str], max_length: int) -> list[tuple[Tensor, Tensor]]:
+        """Each text's valid tokens (L_i, dim) and pooled state (dim,) from :meth:`encode`, tokenised to at
+        most ``max_length``; each distinct text through the tower once (right padding with a mask leaves
+        a text's valid tokens unchanged, so a kept encoding equals a fresh one)."""
+        keys = [(t, max_length) for t in texts]
+        found, todo = self._encoded.lookup(keys)
+        if todo:
+            with torch.no_grad():
+                ids, mask = self.tokenize([t for t, _ in todo], max_length)
+                tokens, pooled = self.encode(self.embed_tokens(ids), mask)
+            for i, key in enumerate(todo):
+                found[key] = (tokens[i, : int(mask[i].sum())].detach(), pooled[i].detach())
+                self._encoded.put(key, found[key])
+        return [found[k] for k in keys]
 
     @abstractmethod
     def embed_tokens(self, ids: Tensor) -> Tensor:
@@ -204,3 +240,21 @@ def _build_sentence(cfg: BackboneConfig) -> TextTower:
 def build_text_tower(cfg: BackboneConfig) -> TextTower:
     """The frozen text tower named by ``cfg.name`` (``hf_clip`` or ``sentence``), on the CPU in fp32."""
     return TEXT_TOWERS.get(cfg.name)(cfg)
+
+
+class TowerPool:
+    """Frozen text towers, each built once per settings and shared, with the encodings it keeps, by every
+    model built through the pool: the seeds and ablations of one recipe read the same texts through the
+    same frozen encoder, so a second model encodes none of them again."""
+
+    def __init__(self) -> None:
+        self._towers: dict[str, TextTower] = {}
+
+    def __len__(self) -> int:
+        return len(self._towers)
+
+    def get(self, cfg: BackboneConfig) -> TextTower:
+        key = json.dumps(cfg.model_dump(mode="json"), sort_keys=True)
+        if key not in self._towers:
+            self._towers[key] = build_text_tower(cfg)
+        return self._towers[key]

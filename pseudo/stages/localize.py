@@ -33,6 +33,7 @@ from trainers.config import DecodeConfig, TrainConfig
 from trainers.data import select_labels
 from trainers.localizer import Localizer
 from trainers.loop import TrainResult, train
+from trainers.text_towers import TowerPool
 
 Window = tuple[float, float, float]
 
@@ -113,8 +114,10 @@ def train_localizer(
     on_log: Callable[[dict[str, Any]], None] | None = None,
     stop_after_steps: int | None = None,
     select: bool = True,
+    towers: TowerPool | None = None,
 ) -> TrainResult:
-    """Train on the labels in ``label_files`` over the features at ``features`` into ``run_dir``."""
+    """Train on the labels in ``label_files`` over the features at ``features`` into ``run_dir`` (the
+    frozen text tower from ``towers`` when given: :class:`trainers.text_towers.TowerPool`)."""
     labels = load_qvh_jsonl([Path(p) for p in label_files])
     source = open_features(features, clip_seconds=clip_seconds)
     return train(
@@ -129,6 +132,7 @@ def train_localizer(
         labels_name=", ".join(str(p) for p in label_files),
         features_name=str(features),
         select=select,
+        towers=towers,
     )
 
 
