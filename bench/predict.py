@@ -164,7 +164,8 @@ def main() -> None:
         "R1@0.5",
         "R1@0.7",
         "mAP",
-        "queries whose windows differ",
+        "queries ranked differently",
+        "largest score difference",
     ]
     command = f"python -m bench.predict --recipe {args.recipe} --split {args.split} --queries {args.queries}"
     text = header("Prediction passes: previous path against current", command, version)
