@@ -374,7 +374,7 @@ class Localizer:
                 f"decode.similarity_weight needs features in the text tower's space ({tower.dim} dimensions), but "
                 f"these have {grid.features.shape[1]}; set decode.similarity_weight to 0"
             )
-        emb = self.model.plain_embeddings(list(texts)).numpy()  # each text through the tower once per model
+        emb = self.model.plain_embeddings(list(texts)).numpy()  # kept by the tower: each text embedded once
         f = grid.features / np.maximum(np.linalg.norm(grid.features, axis=1, keepdims=True), 1e-12)
         e = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
         centres = (grid.start + (np.arange(len(f)) + 0.5) * grid.step).astype(np.float64)
