@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Hashable, Iterable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from typing import Generic, TypeVar
 
 K = TypeVar("K", bound=Hashable)
@@ -39,6 +39,16 @@ class LRU(Generic[K, V]):
             else:
                 missing.append(k)
         return found, missing
+
+    def get_many(self, keys: Sequence[K], make: Callable[[list[K]], Iterable[V]]) -> list[V]:
+        """The value of each of ``keys``: those held (now the most recently used), and the rest made by
+        one call of ``make`` on them (distinct, in first-seen order) and held from now on."""
+        found, missing = self.lookup(keys)
+        if missing:
+            for k, v in zip(missing, make(missing), strict=True):
+                found[k] = v
+                self.put(k, v)
+        return [found[k] for k in keys]
 
     def put(self, key: K, value: V) -> None:
         """Hold ``value`` as the most recently used entry, forgetting the oldest past ``max_items``."""

@@ -7,7 +7,6 @@ module that trains, but gradients flow through it back to the input embeddings (
 
 from __future__ import annotations
 
-import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from functools import cache
@@ -20,6 +19,7 @@ from pseudo.backbones.base import BackboneConfig, quiet_hub
 from pseudo.errors import PseudoError
 from pseudo.lru import LRU
 from pseudo.registry import Registry
+from pseudo.settings import settings_hash
 
 TowerBuilder = Callable[[BackboneConfig], "TextTower"]
 TEXT_TOWERS = Registry[TowerBuilder]("text tower")
@@ -96,27 +96,20 @@ class TextTower(nn.Module, ABC):
 
     def plain_embeddings(self, texts: Sequence[str]) -> Tensor:
         """:meth:`embed_texts` (B, dim) on the CPU in fp32, each distinct text through the tower once."""
-        found, todo = self._plain.lookup(texts)
-        if todo:
-            for t, e in zip(todo, self.embed_texts(todo).detach().float().cpu(), strict=True):
-                found[t] = e
-                self._plain.put(t, e)
-        return torch.stack([found[t] for t in texts])
+        return torch.stack(self._plain.get_many(texts, lambda todo: self.embed_texts(todo).float().cpu()))
 
     def encoded(self, texts: Sequence[str], max_length: int) -> list[tuple[Tensor, Tensor]]:
         """Each text's valid tokens (L_i, dim) and pooled state (dim,) from :meth:`encode`, tokenised to at
         most ``max_length``; each distinct text through the tower once (right padding with a mask leaves
         a text's valid tokens unchanged, so a kept encoding equals a fresh one)."""
-        keys = [(t, max_length) for t in texts]
-        found, todo = self._encoded.lookup(keys)
-        if todo:
+
+        def encode(todo: list[tuple[str, int]]) -> list[tuple[Tensor, Tensor]]:
             with torch.no_grad():
                 ids, mask = self.tokenize([t for t, _ in todo], max_length)
                 tokens, pooled = self.encode(self.embed_tokens(ids), mask)
-            for i, key in enumerate(todo):
-                found[key] = (tokens[i, : int(mask[i].sum())].detach(), pooled[i].detach())
-                self._encoded.put(key, found[key])
-        return [found[k] for k in keys]
+            return [(tokens[i, : int(mask[i].sum())].detach(), pooled[i].detach()) for i in range(len(todo))]
+
+        return self._encoded.get_many([(t, max_length) for t in texts], encode)
 
     @abstractmethod
     def embed_tokens(self, ids: Tensor) -> Tensor:
@@ -254,7 +247,7 @@ class TowerPool:
         return len(self._towers)
 
     def get(self, cfg: BackboneConfig) -> TextTower:
-        key = json.dumps(cfg.model_dump(mode="json"), sort_keys=True)
+        key = settings_hash(cfg)
         if key not in self._towers:
             self._towers[key] = build_text_tower(cfg)
         return self._towers[key]

@@ -44,14 +44,16 @@ class TextMemo:
     def encode_texts(self, texts: Sequence[str]) -> NDArray[np.float32]:
         if not texts:
             return np.zeros((0, self.dim), np.float32)
-        found, todo = self.known.lookup(texts)
-        self.hits += len(found)
-        if todo:
-            for t, e in zip(todo, self.encoder.encode_texts(todo), strict=True):
-                found[t] = e.astype(np.float32)
-                self.known.put(t, found[t])
-            self.encoded += len(todo)
-        return np.stack([found[t] for t in texts])
+        made: list[str] = []
+
+        def encode(todo: list[str]) -> list[NDArray[np.float32]]:
+            made.extend(todo)
+            return [e.astype(np.float32) for e in self.encoder.encode_texts(todo)]
+
+        rows = self.known.get_many(texts, encode)
+        self.hits += len(dict.fromkeys(texts)) - len(made)
+        self.encoded += len(made)
+        return np.stack(rows)
 
     def encode_images(self, frames: NDArray[np.uint8]) -> NDArray[np.float32]:
         return self.encoder.encode_images(frames)
