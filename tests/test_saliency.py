@@ -3,7 +3,7 @@ windows, and pseudo-labels with every place where their query holds."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -255,7 +255,9 @@ def test_overlap_decay_ranks_near_copies_behind_other_places(store: FeatureStore
     assert moved  # the slice has such near-copies
 
 
-def test_second_stage_adds_the_query_contrast_and_embeds_each_text_once(store: FeatureStore) -> None:
+def test_second_stage_adds_the_query_contrast_and_embeds_each_text_once(
+    store: FeatureStore, count_calls: Callable[[object, str], list[int]]
+) -> None:
     torch.manual_seed(0)
     cfg = _cfg(saliency_head=True, plain_similarity=True)
     loc = Localizer(build_model(cfg, 384), cfg)
@@ -264,18 +266,10 @@ def test_second_stage_adds_the_query_contrast_and_embeds_each_text_once(store: F
     dc = DecodeConfig(windows_from="both", similarity_span_weight=0.8)
     plain = loc.predict(store, gts, decode_cfg=dc, top_k=200, variants=variants)
     tower = loc.model.tower
-    calls: list[int] = []
-    embed = tower.embed_texts
-
-    def counted(texts: Sequence[str]) -> torch.Tensor:
-        calls.append(len(texts))
-        return embed(texts)
-
-    tower.embed_texts = counted  # type: ignore[method-assign]
+    calls = count_calls(tower, "embed_texts")
     second = dc.model_copy(update={"similarity_weight": 0.5})
     rescored = loc.predict(store, gts, decode_cfg=second, top_k=200, variants=variants)
     assert calls == []  # every phrasing was embedded by the first pass: the second stage reads those
-    del tower.embed_texts
     for q, p, r in zip(gts, plain, rescored, strict=True):
         assert sorted(w[:2] for w in r.windows) == sorted(w[:2] for w in p.windows)  # re-ranked, not changed
         assert [w[2] for w in r.windows] == sorted((w[2] for w in r.windows), reverse=True)
@@ -293,7 +287,9 @@ def test_second_stage_adds_the_query_contrast_and_embeds_each_text_once(store: F
             assert sc == pytest.approx(before[(s, e)] + 0.5 * contrast, abs=1e-5)
 
 
-def test_models_built_through_one_pool_share_the_tower_and_what_it_encoded(store: FeatureStore) -> None:
+def test_models_built_through_one_pool_share_the_tower_and_what_it_encoded(
+    store: FeatureStore, count_calls: Callable[[object, str], list[int]]
+) -> None:
     from trainers.text_towers import TowerPool
 
     base = _cfg(saliency_head=True, plain_similarity=True)  # the recipe's hand prompt: a prompted text never changes
@@ -310,19 +306,8 @@ def test_models_built_through_one_pool_share_the_tower_and_what_it_encoded(store
     variants = {str(q.qid): [f"someone {q.query.lower()}"] for q in gts}
     dc = DecodeConfig(windows_from="both", similarity_span_weight=0.8, similarity_weight=0.5)
     first.predict(store, gts, decode_cfg=dc, variants=variants)
-    tower = second.model.tower
-    calls: list[int] = []
-    encode = tower.encode
-
-    def counted(embeds: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        calls.append(len(embeds))
-        return encode(embeds, mask)
-
-    tower.encode = counted  # type: ignore[method-assign]
-    try:
-        shared = second.predict(store, gts, decode_cfg=dc, variants=variants)
-    finally:
-        del tower.encode
+    calls = count_calls(second.model.tower, "encode")
+    shared = second.predict(store, gts, decode_cfg=dc, variants=variants)
     assert calls == []  # the second model encoded no text: the first one's encodings were kept
     own = alone.predict(store, gts, decode_cfg=dc, variants=variants)
     for s, o in zip(shared, own, strict=True):  # the same answers as with a tower of its own
