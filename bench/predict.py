@@ -35,7 +35,8 @@ import torch
 from numpy.typing import NDArray
 from rich.console import Console
 
-from bench._common import header, parse_args
+from bench._common import header, parse_args, run_bench
+from bench.qvhighlights import SPLITS, VARIANTS
 from pseudo.console import markdown_table
 from pseudo.data import load_dataset
 from pseudo.data.paths import find_data_root
@@ -52,9 +53,6 @@ from trainers.config import DecodeConfig
 from trainers.data import StepFeatures
 from trainers.localizer import Localizer
 from trainers.text_towers import TowerPool
-
-VIDEOS = {"val": "train", "test": "test"}  # split -> the recipe's video set
-VARIANTS = "qvhighlights/vtggpt_rephrased_queries/{split}.jsonl"
 
 
 class PreviousPath(Localizer):
@@ -100,7 +98,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--recipe", type=Path, default=Path("recipes/qvhighlights_captions_zs.yaml"))
     ap.add_argument("--work", type=Path, default=None, help="pipeline work directory (default: the recipe's)")
-    ap.add_argument("--split", choices=sorted(VIDEOS), default="val")
+    ap.add_argument("--split", choices=sorted(SPLITS), default="val")
     ap.add_argument("--queries", type=int, default=0, help="the first N queries of the split (0: all)")
     ap.add_argument("--out", default="bench/results/predict.md")
     args = parse_args(ap)
@@ -109,11 +107,11 @@ def main() -> None:
     pipeline = Pipeline(load_recipe(args.recipe), args.work, log=con.print)
     result = pipeline.run(until="train")  # current stages are read back, not rebuilt
     run_dir = Path(result.outputs["train"])
-    videos = VIDEOS[args.split]
+    videos = SPLITS[args.split]
     events = load_events(result.outputs[f"proposals:{videos}"])
     source = pipeline.features_source(videos)
     gts = [q for q in load_dataset("qvhighlights", args.split) if q.windows]
-    variants = load_variants(find_data_root() / VARIANTS.format(split=args.split), gts)
+    variants = load_variants(VARIANTS.format(root=find_data_root(), split=args.split), gts)
     queries = gts[: args.queries] if args.queries else gts
     recipe_dc = pipeline.recipe.decode
     warm = recipe_dc.model_copy(update={"overlap_decay_iou": 1.0})
@@ -192,4 +190,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_bench(main)
