@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from pseudo.console import print_error
@@ -46,3 +46,13 @@ def parse_args(ap: argparse.ArgumentParser, argv: Sequence[str] | None = None) -
         print_error(str(exc))
         raise SystemExit(2) from None
     return args
+
+
+def run_bench(main: Callable[[], None]) -> None:
+    """Run a bench's ``main``: an error that pseudo reports (a missing recipe, an unreadable input) ends
+    it with one line and exit status 2, as the ``pseudo`` commands do, not with a traceback."""
+    try:
+        main()
+    except PseudoError as exc:
+        print_error(str(exc))
+        raise SystemExit(2) from None

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from bench._common import header, parse_args
+from bench._common import header, parse_args, run_bench
 from pseudo.baselines.prior import LengthPositionPrior, whole_video
 from pseudo.console import markdown_table, metrics_table
 from pseudo.data import load_dataset
@@ -72,4 +72,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_bench(main)

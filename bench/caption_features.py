@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench._common import header, machine, parse_args
+from bench._common import header, machine, parse_args, run_bench
 from pseudo.console import markdown_table, stderr_console
 from pseudo.io import atomic_write_json, atomic_write_text
 from pseudo.settings import code_version
@@ -169,4 +169,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_bench(main)

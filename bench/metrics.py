@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from rich.console import Console
 
-from bench._common import header, parse_args
+from bench._common import header, parse_args, run_bench
 from pseudo.console import markdown_table
 from pseudo.metrics.protocols import PROTOCOLS
 from pseudo.metrics.qvhighlights import MAP_IOUS
@@ -120,4 +120,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_bench(main)

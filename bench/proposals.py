@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from rich.console import Console
 
-from bench._common import header, parse_args
+from bench._common import header, parse_args, run_bench
 from proposals import ProposalConfig, generate_proposals
 from pseudo.backbones import Backbone, BackboneConfig, build_backbone
 from pseudo.console import markdown_table
@@ -127,4 +127,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_bench(main)

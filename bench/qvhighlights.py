@@ -25,7 +25,7 @@ from typing import Any
 
 from rich.console import Console
 
-from bench._common import header, parse_args
+from bench._common import header, parse_args, run_bench
 from pseudo.backbones import build_backbone
 from pseudo.backbones.base import set_threads
 from pseudo.baselines.prior import LengthPositionPrior
@@ -322,4 +322,4 @@ def write_results(
 
 
 if __name__ == "__main__":
-    main()
+    run_bench(main)

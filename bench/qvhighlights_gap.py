@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from bench._common import header, parse_args
+from bench._common import header, parse_args, run_bench
 from pseudo.console import markdown_table
 from pseudo.data import load_dataset
 from pseudo.data.predictions import load_predictions
@@ -95,4 +95,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_bench(main)

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from bench._common import header, parse_args
+from bench._common import header, parse_args, run_bench
 from pseudo.console import markdown_table, stderr_console
 from pseudo.io import atomic_write_json, atomic_write_text
 
@@ -201,4 +201,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_bench(main)

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from bench._common import header, parse_args
+from bench._common import header, parse_args, run_bench
 from pseudo.console import markdown_table
 
 MODES = ("hand", "coop", "cocoop")
@@ -154,4 +154,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_bench(main)

@@ -35,3 +35,29 @@ def test_unwritable_out_fails_before_the_run(
     assert len(err.splitlines()) == 1, err
     assert "--out" in err and "a-file is a file" in err
     assert blocker.read_text() == "not a folder"
+
+
+#: the benches that read a recipe (``--recipe``)
+RECIPE_BENCHES = ["predict", "pseudo_labels", "qvhighlights", "qvhighlights_gap"]
+
+
+def test_the_recipe_benches_are_those_with_a_recipe_flag() -> None:
+    src = {n: (Path(bench.__path__[0]) / f"{n}.py").read_text() for n in bench_modules()}
+    assert sorted(n for n, text in src.items() if '"--recipe"' in text) == RECIPE_BENCHES
+
+
+@pytest.mark.parametrize("name", RECIPE_BENCHES)
+def test_a_missing_recipe_is_one_line_and_exit_2(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bench._common import run_bench
+
+    missing = tmp_path / "nope.yaml"
+    module = importlib.import_module(f"bench.{name}")
+    monkeypatch.setattr("sys.argv", [name, "--recipe", str(missing), "--out", str(tmp_path / "out.md")])
+    with pytest.raises(SystemExit) as exc:
+        run_bench(module.main)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(missing) in err, err
+    assert not (tmp_path / "out.md").exists()
