@@ -270,6 +270,7 @@ def write_results(
         f
         for f in (
             f"--recipe {args.recipe}",
+            f"--work {args.work}" if args.work is not None else "",
             "--ablations" if args.ablations else "",
             f"--seeds {' '.join(map(str, args.seeds))}",
         )
