@@ -53,6 +53,8 @@ from trainers.text_towers import TowerPool
 
 STAGES = ("features", "proposals", "labels", "train", "predict", "eval")
 SHORT_HASH = 10
+#: ``data`` settings added after runs were cached: left out of a run's identity while unset (None)
+ADDED_DATA_SETTINGS = ("hide_query_steps",)
 
 
 def file_digest(paths: Sequence[str | Path]) -> str:
@@ -420,6 +422,10 @@ class Pipeline:
         cfg.pop("device")
         for k in ("log_every", "checkpoint_every", "eval_epochs", "top_k"):
             cfg["optim"].pop(k)
+        # settings added after runs were cached count only when set, so those runs stay current
+        for k in ADDED_DATA_SETTINGS:
+            if cfg["data"].get(k) is None:
+                cfg["data"].pop(k, None)
         return cfg
 
     def _relabel_step(self, round_: int) -> Step:

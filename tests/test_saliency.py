@@ -313,3 +313,55 @@ def test_models_built_through_one_pool_share_the_tower_and_what_it_encoded(
     for s, o in zip(shared, own, strict=True):  # the same answers as with a tower of its own
         assert [w[:2] for w in s.windows] == [w[:2] for w in o.windows]
         np.testing.assert_allclose([w[2] for w in s.windows], [w[2] for w in o.windows], rtol=1e-6, atol=1e-6)
+
+
+def test_hide_query_steps_gives_matching_steps_their_nearest_neighbour() -> None:
+    from trainers.data import Sample, hide_query_steps
+
+    feats = np.array([[1, 0], [0, 1], [0, 2], [1, 1], [0, 3], [2, 0]], dtype=np.float32)
+    sample = Sample("q", "v", "t", feats, np.array([[1.0, 5.0]]), 2.0)
+    hidden, n = hide_query_steps(sample, np.array([0.0, 5.0]), 0.99)  # steps 1, 2 and 4 point along the query
+    assert n == 3
+    np.testing.assert_array_equal(hidden.features, feats[[0, 0, 3, 3, 3, 5]])  # a tie takes the earlier step
+    np.testing.assert_array_equal(sample.features, feats)  # the given sample is left as it was
+    assert hidden.windows is sample.windows and hidden.text == "t"
+    assert hide_query_steps(sample, np.array([1.0, -1.0]), 0.99) == (sample, 0)  # nothing matches
+    assert hide_query_steps(sample, np.array([1.0, 1.0]), -1.0) == (sample, 0)  # everything matches: kept
+
+
+def test_training_hides_each_pseudo_query_own_caption(store: FeatureStore, tmp_path: Path) -> None:
+    import json
+
+    from pseudo.data.store import ArrayDirectory
+    from pseudo.data.synthetic import make_synthetic_dataset
+    from pseudo.errors import PseudoError
+    from pseudo.records import Query
+    from trainers.loop import train
+
+    # pseudo-labels as the labels stage makes them from captions: the query is one clip's caption verbatim
+    labels = []
+    for path in sorted((SLICE / "captions").glob("*.jsonl"))[:3]:
+        vid = path.stem
+        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        grid = store.get(vid)
+        for k in (3, 20, 40):
+            labels.append(
+                Query(f"{vid}#{k}", vid, grid.duration, rows[k]["description"], ((2.0 * k - 4, 2.0 * k + 6),), "pseudo")
+            )
+    base = _cfg(saliency_head=True, plain_similarity=True)
+    cfg = base.model_copy(
+        update={
+            "data": DataConfig(max_len=80, hide_query_steps=0.95),
+            "optim": base.optim.model_copy(update={"epochs": 1, "batch_size": 3, "log_every": 1}),
+        }
+    )
+    train(cfg, labels, store, tmp_path / "hidden")
+    logged = [json.loads(line) for line in (tmp_path / "hidden" / "log.jsonl").read_text().splitlines()]
+    assert len(logged) == 3 and all(0 < r["hidden_steps"] < 0.5 for r in logged)  # at least its own clip, not all
+    train(base.model_copy(update={"optim": cfg.optim}), labels, store, tmp_path / "plain")
+    plain = [json.loads(line) for line in (tmp_path / "plain" / "log.jsonl").read_text().splitlines()]
+    assert all("hidden_steps" not in r for r in plain)
+    # features from another encoder cannot be compared with the text embedding: refused before training
+    paths = make_synthetic_dataset(tmp_path / "syn", n_train=8, n_eval=2, dim=32)
+    with pytest.raises(PseudoError, match=r"data.hide_query_steps .* \(384 dimensions.*\), not 32 as in .*; remove"):
+        train(cfg, load_qvh_jsonl([paths.train]), ArrayDirectory(paths.features), tmp_path / "other")

@@ -337,3 +337,13 @@ def test_a_stopped_prediction_pass_resumes_where_it_stopped(tiny: dict[str, obje
     assert asked == [5, 5, 1]
     predict_split(loc, "jsonl", "custom", source, out, gt_files=[syn / "eval.jsonl"])
     assert out.is_file() and not PartFiles(out).root.exists()
+
+
+def test_a_setting_added_later_leaves_cached_runs_current_until_it_is_set(tmp_path: Path) -> None:
+    from pseudo.pipeline import Pipeline
+
+    recipe = RECIPES / "qvhighlights_captions_zs.yaml"
+    unset = Pipeline(load_recipe(recipe), tmp_path).train_identity()
+    assert "hide_query_steps" not in unset["data"]  # the identity (so the run hash) of runs made before it existed
+    hidden = Pipeline(load_recipe(recipe, {"data.hide_query_steps": 0.9}), tmp_path).train_identity()
+    assert hidden["data"] == {**unset["data"], "hide_query_steps": 0.9}

@@ -28,6 +28,11 @@ class DataConfig(_Strict):
     # phrasings ``meta.query_<style>`` (the caption, its shortened skeleton, its nouns and verbs) is used,
     # chosen at random; empty: the label's own query
     query_styles: list[Literal["natural", "short", "simple"]] = []
+    # hide the query's own caption in training: a step whose feature has cosine >= this with the query's
+    # plain text embedding takes the feature of the nearest step below it. A pseudo-query is the caption
+    # of one of its video's own clips, so it matches a step exactly; a real query never does. Needs
+    # features in the text tower's space (captions embedded by the same sentence encoder). None: off
+    hide_query_steps: Annotated[float, Field(gt=0, le=1)] | None = None
 
 
 class OptimConfig(_Strict):

@@ -9,7 +9,7 @@ scanned with overlapping windows at inference (see :mod:`trainers.infer`).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -128,6 +128,22 @@ def make_sample(
             sps = sps * t / max_len
     text = styled_text(q, styles, rng)
     return Sample(str(q.qid), q.vid, text, feats, windows, sps, grid.start + offset * sps)
+
+
+def hide_query_steps(sample: Sample, query: NDArray[np.floating], threshold: float) -> tuple[Sample, int]:
+    """``sample`` with each step whose feature has cosine >= ``threshold`` with ``query`` (its text's
+    plain embedding) given the feature of the nearest step below the threshold (the earlier one on a
+    tie), and how many steps that hid. Nothing is hidden when every step is at or above it."""
+    feats = sample.features
+    norms = np.linalg.norm(feats, axis=1) * max(float(np.linalg.norm(query)), 1e-12)
+    cos = (feats @ query.astype(feats.dtype)) / np.maximum(norms, 1e-12)
+    hit = cos >= threshold
+    n = int(hit.sum())
+    if n == 0 or n == len(feats):
+        return sample, 0
+    keep = np.flatnonzero(~hit)
+    nearest = keep[np.abs(np.arange(len(feats))[:, None] - keep[None, :]).argmin(axis=1)]
+    return replace(sample, features=feats[nearest]), n
 
 
 def collate(samples: Sequence[Sample]) -> Batch:

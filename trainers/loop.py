@@ -47,6 +47,7 @@ from trainers.data import (
     check_label_features,
     check_query_styles,
     collate,
+    hide_query_steps,
     make_sample,
     select_labels,
     usable,
@@ -54,7 +55,7 @@ from trainers.data import (
 from trainers.localizer import Localizer, build_model, trainable_state
 from trainers.losses import localizer_loss
 from trainers.model import MomentLocalizer
-from trainers.text_towers import TowerPool
+from trainers.text_towers import TextTower, TowerPool
 
 
 @dataclass
@@ -240,6 +241,11 @@ class EpochContext:
     clock: float = field(default_factory=time.perf_counter)
     first_step: int = 0
     samples_seen: int = 0
+    # ``data.hide_query_steps``: the frozen tower whose plain embeddings are compared with the steps,
+    # and the steps hidden and seen since the last log line
+    tower: TextTower | None = None
+    hidden_steps: int = 0
+    seen_steps: int = 0
 
 
 def train_epoch(
@@ -264,6 +270,8 @@ def train_epoch(
         rng = np.random.default_rng([cfg.seed, at.epoch, b])
         styles = ctx.cfg.data.query_styles
         samples = [make_sample(ctx.queries[i], ctx.cache, ctx.cfg.data.max_len, rng, styles) for i in idx]
+        if ctx.tower is not None and ctx.cfg.data.hide_query_steps is not None:
+            samples = _hide_query_steps(ctx, samples, ctx.tower, ctx.cfg.data.hide_query_steps)
         batch = collate(samples).to(ctx.device)
         with torch.autocast(ctx.device.type, dtype=torch.bfloat16, enabled=amp):
             out = ctx.model(batch.video, batch.mask, batch.texts)
@@ -319,6 +327,19 @@ def same_view_groups(samples: Sequence[Sample], device: torch.device) -> torch.T
     return torch.tensor(out, device=device)
 
 
+def _hide_query_steps(ctx: EpochContext, samples: list[Sample], tower: TextTower, threshold: float) -> list[Sample]:
+    """The samples with their query's own caption steps hidden (:func:`trainers.data.hide_query_steps`),
+    counted in ``ctx`` for the log."""
+    embeddings = tower.plain_embeddings([s.text for s in samples]).float().numpy()
+    out = []
+    for s, e in zip(samples, embeddings, strict=True):
+        hidden, n = hide_query_steps(s, e, threshold)
+        ctx.hidden_steps += n
+        ctx.seen_steps += len(s.features)
+        out.append(hidden)
+    return out
+
+
 def _log_step(ctx: EpochContext, at: Progress, parts: dict[str, float]) -> None:
     dt = time.perf_counter() - ctx.clock
     rec = {
@@ -330,6 +351,9 @@ def _log_step(ctx: EpochContext, at: Progress, parts: dict[str, float]) -> None:
         "steps_per_s": round((at.step - ctx.first_step) / dt, 3) if dt else 0.0,
         "samples_per_s": round(ctx.samples_seen / dt, 2) if dt else 0.0,
     }
+    if ctx.seen_steps:
+        rec["hidden_steps"] = round(ctx.hidden_steps / ctx.seen_steps, 4)  # share since the last line
+        ctx.hidden_steps = ctx.seen_steps = 0
     with ctx.log_path.open("a", encoding="utf-8") as fh:
         fh.write(json.dumps(rec) + "\n")
     if ctx.on_log is not None:
@@ -381,6 +405,13 @@ def train(
         raise PseudoError(conflict)
     video_dim = cache.get(queries[0].vid).features.shape[1]
     model = build_model(cfg, video_dim, towers).to(device)
+    hide_tower = model.tower if cfg.data.hide_query_steps is not None else None
+    if hide_tower is not None and hide_tower.dim != video_dim:
+        raise PseudoError(
+            f"data.hide_query_steps compares each query's text embedding with the step features, so it needs "
+            f"features in the text tower's space ({hide_tower.dim} dimensions: captions embedded by the same "
+            f"sentence encoder), not {video_dim} as in {features_name}; remove data.hide_query_steps"
+        )
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = build_optimizer(params, opt_cfg)
     steps_per_epoch = math.ceil(math.ceil(len(queries) / dist_info.world) / opt_cfg.batch_size)
@@ -402,7 +433,7 @@ def train(
 
     ctx = EpochContext(
         ddp_model, params, optimizer, scheduler, queries, cache, cfg, device, dist_info,
-        steps_per_epoch, total, run / "log.jsonl", on_log, first_step=at.step,
+        steps_per_epoch, total, run / "log.jsonl", on_log, first_step=at.step, tower=hide_tower,
     )  # fmt: skip
     localizer = Localizer(model, cfg, record, run)
     metrics: dict[str, float] | None = None
