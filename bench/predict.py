@@ -48,6 +48,7 @@ from pseudo.pipeline import Pipeline
 from pseudo.recipe import load_recipe
 from pseudo.records import Prediction, Query
 from pseudo.settings import code_version
+from pseudo.stages.features import caption_texts
 from pseudo.stages.localize import load_events
 from trainers.config import DecodeConfig
 from trainers.data import StepFeatures
@@ -90,7 +91,9 @@ def timed_pass(
     dc: DecodeConfig,
 ) -> tuple[float, list[Prediction]]:
     t = time.perf_counter()
-    preds = loc.predict(source, queries, events=events, decode_cfg=dc, variants=variants)
+    preds = loc.predict(
+        source, queries, events=events, decode_cfg=dc, variants=variants, step_texts=caption_texts(source)
+    )
     return time.perf_counter() - t, preds
 
 

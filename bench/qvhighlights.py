@@ -44,7 +44,7 @@ from pseudo.pipeline import Pipeline, PipelineResult
 from pseudo.recipe import load_recipe
 from pseudo.records import Prediction
 from pseudo.settings import code_version
-from pseudo.stages.features import text_encoder_of
+from pseudo.stages.features import caption_texts, text_encoder_of
 from pseudo.stages.localize import load_events
 from pseudo.stages.proposals import read_proposals
 from trainers.text_towers import TowerPool
@@ -64,6 +64,7 @@ DECODE_ABLATIONS: dict[str, dict[str, Any]] = {
     "boundaries not snapped": {"snap_to_steps": False, "event_snap_seconds": 0},
     "near-copies not decayed (overlap_decay_iou 1)": {"overlap_decay_iou": 1.0},
     "windows not re-scored by the zero-shot contrast (similarity_weight 0)": {"similarity_weight": 0.0},
+    "no caption feedback (caption_feedback 0)": {"caption_feedback": 0},
 }
 
 #: training changed, one setting at a time (each trains a model: --ablations)
@@ -154,7 +155,10 @@ def main() -> None:
         source = pipeline.features_source(videos)
         extra = variants[split] if use_variants else None
         preds: list[Prediction] = timer(
-            "predict", lambda: localizer.predict(source, gts[split], events=events, decode_cfg=dc, variants=extra)
+            "predict",
+            lambda: localizer.predict(
+                source, gts[split], events=events, decode_cfg=dc, variants=extra, step_texts=caption_texts(source)
+            ),
         )
         return preds
 

@@ -42,7 +42,7 @@ from pseudo.io import atomic_write_json, atomic_write_text, read_json
 from pseudo.progress import progress_bar
 from pseudo.recipe import DatasetRef, EvalTarget, Recipe, VideoSet
 from pseudo.settings import code_version, diff_settings, dump_yaml, load_yaml_dict, settings_hash, validate
-from pseudo.stages.features import build_caption_features, build_features, video_set_fingerprint
+from pseudo.stages.features import build_caption_features, build_features, caption_texts, video_set_fingerprint
 from pseudo.stages.labels import LabelsConfig, label_stats, run_captions, run_weak
 from pseudo.stages.localize import load_events, predict_split, relabel, split_queries, train_localizer
 from pseudo.stages.per_video import RunSummary
@@ -55,6 +55,8 @@ STAGES = ("features", "proposals", "labels", "train", "predict", "eval")
 SHORT_HASH = 10
 #: ``data`` settings added after runs were cached: left out of a run's identity while unset (None)
 ADDED_DATA_SETTINGS = ("hide_query_steps",)
+#: ``decode`` settings added after predictions were cached: left out of a prediction's identity while off
+ADDED_DECODE_SETTINGS = ("caption_feedback",)
 
 
 def file_digest(paths: Sequence[str | Path]) -> str:
@@ -525,7 +527,9 @@ class Pipeline:
                 if q.windows
             ]
             extra = load_variants(target.variants, gts) if target.variants else None
-            preds = localizer.predict(source, gts, events=self._events(target.videos), variants=extra)
+            preds = localizer.predict(
+                source, gts, events=self._events(target.videos), variants=extra, step_texts=caption_texts(source)
+            )
             report, _ = score(gts, preds, target.protocol or DEFAULT_PROTOCOL.get(target.dataset, "recall"))
             return report.headline
 
@@ -533,9 +537,13 @@ class Pipeline:
 
     def _predict_step(self, target: EvalTarget) -> Step:
         r = self.recipe
+        decode = r.decode.model_dump(mode="json")
+        for k in ADDED_DECODE_SETTINGS:  # settings added after predictions were cached count only when set
+            if not decode.get(k):
+                decode.pop(k, None)
         settings = {
             "target": target.model_dump(mode="json"),
-            "decode": r.decode.model_dump(mode="json"),
+            "decode": decode,
             "decode_from": "recipe",  # predictions made before the recipe's decode was applied are stale
             "top_k": r.optim.top_k,
         }

@@ -14,9 +14,9 @@ from numpy.typing import NDArray
 from pseudo.data.store import VideoFeatures
 
 
-def step_similarity(text_emb: NDArray[np.floating], feats: VideoFeatures) -> NDArray[np.float64]:
-    """Cosine of every text row with every feature row: ``(C, T)``."""
-    f = feats.features.astype(np.float64)
+def step_similarity(text_emb: NDArray[np.floating], feats: VideoFeatures | NDArray[np.floating]) -> NDArray[np.float64]:
+    """Cosine of every text row with every feature row (of a video's features, or of an array): ``(C, T)``."""
+    f = (feats.features if isinstance(feats, VideoFeatures) else np.asarray(feats)).astype(np.float64)
     f = f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
     t = np.asarray(text_emb, dtype=np.float64)
     t = t / np.maximum(np.linalg.norm(t, axis=1, keepdims=True), 1e-12)

@@ -257,6 +257,18 @@ def test_the_recipes_decode_reaches_the_predictions_without_retraining(pipeline:
     assert "snap_to_steps: True -> False" in said and f"pass --run {tmp_path / 'w'}" in said
     first_step = next(s for s in first["steps"] if s["key"] == "predict:jsonl_custom")
     assert load_predictions(tmp_path / "run.jsonl") == load_predictions(first_step["out"])
+    # a decode setting added later, left off, keeps those predictions current; set, it re-predicts with
+    # the captions of the recipe's caption-track features
+    unsnapped = ("--set", "decode.snap_to_steps=false", "--set", "decode.event_snap_seconds=0")
+    off = _train(recipe, tmp_path / "w", *unsnapped, "--set", "decode.caption_feedback=0")
+    assert {s["key"]: s["status"] for s in off["steps"]}["predict:jsonl_custom"] == "current"
+    fed = _train(recipe, tmp_path / "w", *unsnapped, "--set", "decode.caption_feedback=1")
+    assert {s["key"]: s["status"] for s in fed["steps"]}["predict:jsonl_custom"] == "built"
+    # `pseudo predict --run WORK` brings the captions of the caption-track features too: the same answers
+    step = next(s for s in fed["steps"] if s["key"] == "predict:jsonl_custom")
+    res = runner.invoke(app, [*args, "--run", str(tmp_path / "w"), "--out", str(tmp_path / "fed.jsonl")])
+    assert res.exit_code == 0, res.output
+    assert load_predictions(tmp_path / "fed.jsonl") == load_predictions(step["out"])
     # a work directory whose recipe.yaml decodes with a wrong setting: one line naming the file and the key
     saved = tmp_path / "w" / "recipe.yaml"
     saved.write_text(saved.read_text().replace("overlap_decay_iou: 1.0", "overlap_decay_iou: 2.0"))

@@ -365,3 +365,48 @@ def test_training_hides_each_pseudo_query_own_caption(store: FeatureStore, tmp_p
     paths = make_synthetic_dataset(tmp_path / "syn", n_train=8, n_eval=2, dim=32)
     with pytest.raises(PseudoError, match=r"data.hide_query_steps .* \(384 dimensions.*\), not 32 as in .*; remove"):
         train(cfg, load_qvh_jsonl([paths.train]), ArrayDirectory(paths.features), tmp_path / "other")
+
+
+def test_caption_feedback_asks_again_with_the_best_matching_captions(store: FeatureStore, tmp_path: Path) -> None:
+    import json
+
+    from pseudo.data.store import ArrayDirectory
+    from pseudo.data.synthetic import make_synthetic_dataset
+    from pseudo.errors import PseudoError
+    from pseudo.stages.features import caption_texts
+    from trainers.data import FeatureCache
+
+    torch.manual_seed(0)
+    cfg = _cfg(saliency_head=True, plain_similarity=True)
+    loc = Localizer(build_model(cfg, 384), cfg)
+    gts = load_qvh_jsonl([SLICE / "gt.jsonl"])[:4]
+    texts = caption_texts(store)
+    assert texts is not None
+    for q in gts:  # the caption behind each row: the slice's caption files, in time order
+        rows = [json.loads(line) for line in (SLICE / "captions" / f"{q.vid}.jsonl").read_text().splitlines()]
+        assert texts(q.vid) == [r["description"].strip() for r in rows]
+    variants = {str(q.qid): [f"someone {q.query.lower()}"] for q in gts}
+    asked = loc.caption_feedback(gts, FeatureCache(store), variants, texts, 2)
+    tower = loc.model.tower
+    for q in gts:
+        # by hand: the mean cosine of the query's two phrasings with every caption row, best first
+        emb = tower.embed_texts([q.query, *variants[str(q.qid)]]).numpy().astype(np.float64)
+        f = store.get(q.vid).features.astype(np.float64)
+        cos = (emb / np.linalg.norm(emb, axis=1, keepdims=True)) @ (f / np.linalg.norm(f, axis=1, keepdims=True)).T
+        best: list[str] = []
+        for i in np.argsort(-cos.mean(axis=0), kind="stable"):
+            if texts(q.vid)[i] not in best:
+                best.append(texts(q.vid)[i])
+        assert asked[str(q.qid)] == [*variants[str(q.qid)], *best[:2]]  # distinct captions, after its own phrasings
+    # a prediction with feedback is the prediction with those captions as further phrasings
+    dc = DecodeConfig(windows_from="both", similarity_span_weight=0.8, similarity_weight=0.5)
+    fed = loc.predict(store, gts, decode_cfg=dc.model_copy(update={"caption_feedback": 2}), variants=variants,
+                      step_texts=texts)  # fmt: skip
+    assert fed == loc.predict(store, gts, decode_cfg=dc, variants=asked)
+    assert fed != loc.predict(store, gts, decode_cfg=dc, variants=variants)
+    # features without captions, or captions that are not the features' own: refused, naming the setting
+    with pytest.raises(PseudoError, match=r"decode.caption_feedback is 2: .* set decode.caption_feedback to 0"):
+        loc.predict(store, gts, decode_cfg=dc.model_copy(update={"caption_feedback": 2}))
+    with pytest.raises(PseudoError, match=r"has \d+ feature rows but 3 captions"):
+        loc.caption_feedback(gts, FeatureCache(store), variants, lambda vid: ["a", "b", "c"], 2)
+    assert caption_texts(ArrayDirectory(make_synthetic_dataset(tmp_path / "syn", 2, 1, 8).features)) is None

@@ -84,6 +84,11 @@ class DecodeConfig(_Strict):
     # (caption embeddings of the same sentence encoder, or CLIP frames with CLIP's text tower)
     similarity_weight: Annotated[float, Field(ge=0)] = 0.0
     similarity_outside: Annotated[float, Field(ge=0)] = 1.0
+    # pseudo-relevance feedback: each query is also asked with the m distinct captions of its video that
+    # match it best (mean cosine over its phrasings), as further phrasings. The localizer learnt from
+    # pseudo-queries that are its videos' own captions word for word. Needs caption-track features and
+    # their captions (``step_texts`` of Localizer.predict; the pipeline and `pseudo predict` pass them)
+    caption_feedback: Annotated[int, Field(ge=0)] = 0
     # where windows come from: the regression head (each point's distances to the boundaries), spans of
     # the saliency curve (VTG-GPT's rule on the learned per-step saliency, see pseudo.curves; needs
     # model.saliency_head), or both (the spans ranked first, then the regressed windows)

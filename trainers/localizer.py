@@ -31,7 +31,7 @@ from pseudo.data.store import FeatureSource, SingleVideo, VideoFeatures
 from pseudo.errors import PseudoError
 from pseudo.metrics.iou import iou_cross
 from pseudo.records import Prediction, Query
-from pseudo.similarity import window_contrast
+from pseudo.similarity import step_similarity, window_contrast
 from trainers.config import DecodeConfig, TrainConfig, decode_conflict
 from trainers.data import Batch, FeatureCache, Sample, StepFeatures, collate
 from trainers.decode import decode, snap_to_events, soft_nms
@@ -155,6 +155,7 @@ class Localizer:
         variants: Mapping[str, Sequence[str]] | None = None,
         on_start: Callable[[int], None] | None = None,
         on_query: Callable[[str], None] | None = None,
+        step_texts: Callable[[str], Sequence[str]] | None = None,
     ) -> list[Prediction]:
         """Up to ``top_k`` ranked windows (seconds) per query, best first.
 
@@ -164,7 +165,10 @@ class Localizer:
         ``variants`` (``{str(qid): [other phrasings]}``) are asked too, and fused as
         ``decode.variant_fusion`` says: ``steps`` averages every point's relevance logit and boundary
         distances over the query and its variants before decoding; ``windows`` pools the windows
-        decoded for each phrasing and re-ranks them with soft-NMS."""
+        decoded for each phrasing and re-ranks them with soft-NMS.
+
+        ``step_texts(vid)`` gives the caption behind each feature row of a video (caption-track
+        features), for ``decode.caption_feedback``."""
         dc = decode_cfg or self.config.decode
         k = top_k or self.config.optim.top_k
         if isinstance(features, VideoFeatures):
@@ -188,9 +192,52 @@ class Localizer:
                 f"decode.event_snap_seconds is {dc.event_snap_seconds:g} but no event boundaries were given: "
                 "pass the videos' proposals (their starts and ends), or set decode.event_snap_seconds to 0"
             )
+        if dc.caption_feedback and step_texts is None:
+            raise PseudoError(
+                f"decode.caption_feedback is {dc.caption_feedback}: each query is asked again with its video's "
+                "best-matching captions, which needs caption-track features and their captions (step_texts); "
+                "set decode.caption_feedback to 0 for other features"
+            )
         if on_start is not None:
             on_start(len(qs))
-        return self._predict(qs, FeatureCache(source), k, dc, per_video, batch_size, variants or {}, on_query)
+        cache = FeatureCache(source)
+        asked: Mapping[str, Sequence[str]] = variants or {}
+        if dc.caption_feedback and step_texts is not None:
+            asked = self.caption_feedback(qs, cache, asked, step_texts, dc.caption_feedback)
+        return self._predict(qs, cache, k, dc, per_video, batch_size, asked, on_query)
+
+    def caption_feedback(
+        self,
+        queries: Sequence[Query],
+        cache: FeatureCache,
+        variants: Mapping[str, Sequence[str]],
+        step_texts: Callable[[str], Sequence[str]],
+        m: int,
+    ) -> dict[str, list[str]]:
+        """Each query's variants followed by the ``m`` distinct captions of its video that match it best
+        (mean cosine of its phrasings' plain embeddings with the caption rows; ties to the earlier row),
+        leaving out captions that are already among its phrasings."""
+        out = {k: list(v) for k, v in variants.items()}
+        for q in queries:
+            texts = [q.query, *variants.get(str(q.qid), ())]
+            grid = cache.get(q.vid)
+            captions = list(step_texts(q.vid))
+            if len(captions) != len(grid.features):
+                raise PseudoError(
+                    f"video {q.vid!r} has {len(grid.features)} feature rows but {len(captions)} captions: "
+                    "decode.caption_feedback needs the captions the features were made from"
+                )
+            emb = self.model.plain_embeddings(texts).numpy()  # kept by the tower
+            sims = step_similarity(emb, grid.features).mean(axis=0)
+            picked: list[str] = []
+            for i in np.argsort(-sims, kind="stable"):
+                if len(picked) == m:
+                    break
+                text = captions[i]
+                if text.strip() and text not in picked and text not in texts:
+                    picked.append(text)
+            out[str(q.qid)] = [*variants.get(str(q.qid), ()), *picked]
+        return out
 
     def _predict(
         self,

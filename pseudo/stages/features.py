@@ -278,6 +278,24 @@ def build_features(
     return summary
 
 
+def caption_track_of(features: FeatureSource | None) -> ExternalCaptions | None:
+    """The captions a caption-track store was made from (its rows are their embeddings, in time order)."""
+    if isinstance(features, FeatureStore):
+        cfg = store_config(features)
+        if isinstance(cfg, CaptionFeaturesConfig):
+            return ExternalCaptions(cfg.captions, cfg.clip_seconds)
+    return None
+
+
+def caption_texts(features: FeatureSource | None) -> Callable[[str], list[str]] | None:
+    """For caption-track features, the caption behind each feature row of a video (``step_texts`` of
+    :meth:`trainers.localizer.Localizer.predict`); None for other features."""
+    track = caption_track_of(features)
+    if track is None:
+        return None
+    return lambda vid: [c.text for c in track.captions(vid)]
+
+
 def build_caption_features(
     cfg: CaptionFeaturesConfig,
     out: str | Path,

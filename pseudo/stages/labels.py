@@ -30,13 +30,12 @@ from pseudo.captions.queries import QueryConfig, assign_weak, build_pseudo_queri
 from pseudo.captions.sources import CaptionerConfig, CaptionSource, build_caption_source
 from pseudo.captions.text import load_nlp
 from pseudo.data.benchmarks import load_qvh_jsonl
-from pseudo.data.captions import ExternalCaptions
-from pseudo.data.store import FeatureSource, FeatureStore, VideoFeatures
+from pseudo.data.store import FeatureSource, VideoFeatures
 from pseudo.errors import PseudoError
 from pseudo.io import atomic_write_jsonl, atomic_write_text, check_writable
 from pseudo.records import Proposal, Query
 from pseudo.settings import code_version, dump_yaml, settings_hash
-from pseudo.stages.features import CaptionFeaturesConfig, store_config, text_encoder_of
+from pseudo.stages.features import caption_track_of, text_encoder_of
 from pseudo.stages.partfiles import PartFiles, PartsTask
 from pseudo.stages.per_video import Engine, Outcome, RunSummary, run_per_video
 from pseudo.stages.proposals import check_same_features, read_proposals
@@ -49,15 +48,6 @@ class LabelsConfig(BaseModel):
 
     captioner: CaptionerConfig = CaptionerConfig()
     queries: QueryConfig = QueryConfig()
-
-
-def caption_track_of(features: FeatureSource | None) -> ExternalCaptions | None:
-    """The captions a caption-track store was made from (its rows are their embeddings)."""
-    if isinstance(features, FeatureStore):
-        cfg = store_config(features)
-        if isinstance(cfg, CaptionFeaturesConfig):
-            return ExternalCaptions(cfg.captions, cfg.clip_seconds)
-    return None
 
 
 def write_queries(out: str | Path, queries: Sequence[Query], meta: dict[str, Any]) -> Path:

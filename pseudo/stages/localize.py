@@ -26,7 +26,7 @@ from pseudo.errors import PseudoError
 from pseudo.io import atomic_write_jsonl, check_writable
 from pseudo.records import Prediction, Query
 from pseudo.settings import settings_hash, validate
-from pseudo.stages.features import FeaturesConfig
+from pseudo.stages.features import FeaturesConfig, caption_texts
 from pseudo.stages.partfiles import PartFiles
 from pseudo.stages.proposals import event_boundaries, proposals_for, read_proposals
 from trainers.config import DecodeConfig, TrainConfig
@@ -54,6 +54,7 @@ def predict_in_parts(
     on_start: Callable[[int], None] | None = None,
     on_query: Callable[[str], None] | None = None,
     log: Callable[[str], None] | None = None,
+    step_texts: Callable[[str], Sequence[str]] | None = None,
 ) -> list[Prediction]:
     """:meth:`Localizer.predict` over ``queries`` in parts of ``part_size``, each saved as it finishes
     (:class:`pseudo.stages.partfiles.PartFiles` of ``out``), so a pass that was stopped goes on where it
@@ -89,7 +90,14 @@ def predict_in_parts(
                     on_query(str(q.qid))
         else:
             done = localizer.predict(
-                features, chunk, events=events, top_k=top_k, decode_cfg=dc, variants=extra, on_query=on_query
+                features,
+                chunk,
+                events=events,
+                top_k=top_k,
+                decode_cfg=dc,
+                variants=extra,
+                on_query=on_query,
+                step_texts=step_texts,
             )
             parts.write(name, key, [p.to_json() for p in done])
         preds.extend(done)
@@ -220,7 +228,8 @@ def predict_split(
     need no retraining); ``events`` (event boundaries per video) are what ``event_snap_seconds`` snaps to;
     ``variants`` is a query-variants JSONL (:mod:`pseudo.data.variants`) whose phrasings are fused in;
     ``on_start``/``on_query`` report progress (:meth:`Localizer.predict`). A stopped pass resumes
-    (:func:`predict_in_parts`; ``log`` says how much it read back)."""
+    (:func:`predict_in_parts`; ``log`` says how much it read back). Caption-track features bring their
+    captions (``decode.caption_feedback``)."""
     out = check_writable(out, "file")
     dc = validate(
         DecodeConfig, {**localizer.config.decode.model_dump(), **(decode_overrides or {})}, "decode overrides"
@@ -234,7 +243,17 @@ def predict_split(
     queries = split_queries(dataset, split, features, gt_files, data_root, limit)
     extra = load_variants(variants, queries) if variants is not None else None
     preds = predict_in_parts(
-        localizer, features, queries, out, events, dc, variants=extra, on_start=on_start, on_query=on_query, log=log
+        localizer,
+        features,
+        queries,
+        out,
+        events,
+        dc,
+        variants=extra,
+        on_start=on_start,
+        on_query=on_query,
+        log=log,
+        step_texts=caption_texts(features),
     )
     save_predictions(out, preds)
     PartFiles(out).clear()
