@@ -410,3 +410,15 @@ def test_caption_feedback_asks_again_with_the_best_matching_captions(store: Feat
     with pytest.raises(PseudoError, match=r"has \d+ feature rows but 3 captions"):
         loc.caption_feedback(gts, FeatureCache(store), variants, lambda vid: ["a", "b", "c"], 2)
     assert caption_texts(ArrayDirectory(make_synthetic_dataset(tmp_path / "syn", 2, 1, 8).features)) is None
+    # the captions are read only when asked for: a store whose captions moved still predicts without feedback
+    import shutil
+
+    shutil.copytree(SLICE / "captions", tmp_path / "caps")
+    build_caption_features(caption_features_config(tmp_path / "caps"), tmp_path / "s", vids=[gts[0].vid])
+    moved = FeatureStore.load(tmp_path / "s")
+    shutil.rmtree(tmp_path / "caps")
+    later = caption_texts(moved)
+    assert later is not None
+    assert loc.predict(moved, gts[:1], decode_cfg=dc) == loc.predict(moved, gts[:1], decode_cfg=dc, step_texts=later)
+    with pytest.raises(PseudoError, match="do not exist"):
+        later(gts[0].vid)

@@ -289,11 +289,20 @@ def caption_track_of(features: FeatureSource | None) -> ExternalCaptions | None:
 
 def caption_texts(features: FeatureSource | None) -> Callable[[str], list[str]] | None:
     """For caption-track features, the caption behind each feature row of a video (``step_texts`` of
-    :meth:`trainers.localizer.Localizer.predict`); None for other features."""
-    track = caption_track_of(features)
-    if track is None:
+    :meth:`trainers.localizer.Localizer.predict`); None for other features. The captions are read only
+    when asked for, so a store whose captions have moved still predicts without caption feedback."""
+    if not isinstance(features, FeatureStore) or not isinstance(store_config(features), CaptionFeaturesConfig):
         return None
-    return lambda vid: [c.text for c in track.captions(vid)]
+    opened: list[ExternalCaptions] = []  # the captions are opened at the first call: none unless asked for
+
+    def texts(vid: str) -> list[str]:
+        if not opened:
+            track = caption_track_of(features)
+            assert track is not None
+            opened.append(track)
+        return [c.text for c in opened[0].captions(vid)]
+
+    return texts
 
 
 def build_caption_features(
