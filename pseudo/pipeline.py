@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel
+
 from pseudo.backbones.base import Device
 from pseudo.console import stderr_console
 from pseudo.data import load_dataset
@@ -47,16 +49,23 @@ from pseudo.stages.labels import LabelsConfig, label_stats, run_captions, run_we
 from pseudo.stages.localize import load_events, predict_split, relabel, split_queries, train_localizer
 from pseudo.stages.per_video import RunSummary
 from pseudo.stages.proposals import run_proposals
-from trainers.config import DecodeConfig
+from trainers.config import DataConfig, DecodeConfig
 from trainers.localizer import Localizer, run_checkpoint
 from trainers.text_towers import TowerPool
 
 STAGES = ("features", "proposals", "labels", "train", "predict", "eval")
 SHORT_HASH = 10
-#: ``data`` settings added after runs were cached: left out of a run's identity while unset (None)
+#: ``data`` settings added after runs were cached: left out of a run's identity at their defaults
 ADDED_DATA_SETTINGS = ("hide_query_steps",)
-#: ``decode`` settings added after predictions were cached: left out of a prediction's identity while off
+#: ``decode`` settings added after predictions were cached: left out of a prediction's identity at their defaults
 ADDED_DECODE_SETTINGS = ("caption_feedback",)
+
+
+def without_added_defaults(dumped: dict[str, Any], model: type[BaseModel], added: Sequence[str]) -> dict[str, Any]:
+    """``dumped`` (a ``model`` dumped to JSON) less the settings of ``added`` that hold their default: settings
+    added after artefacts were cached count in an identity only when set, so those artefacts stay current."""
+    fields = model.model_fields
+    return {k: v for k, v in dumped.items() if not (k in added and v == fields[k].default)}
 
 
 def file_digest(paths: Sequence[str | Path]) -> str:
@@ -424,10 +433,7 @@ class Pipeline:
         cfg.pop("device")
         for k in ("log_every", "checkpoint_every", "eval_epochs", "top_k"):
             cfg["optim"].pop(k)
-        # settings added after runs were cached count only when set, so those runs stay current
-        for k in ADDED_DATA_SETTINGS:
-            if cfg["data"].get(k) is None:
-                cfg["data"].pop(k, None)
+        cfg["data"] = without_added_defaults(cfg["data"], DataConfig, ADDED_DATA_SETTINGS)
         return cfg
 
     def _relabel_step(self, round_: int) -> Step:
@@ -537,10 +543,7 @@ class Pipeline:
 
     def _predict_step(self, target: EvalTarget) -> Step:
         r = self.recipe
-        decode = r.decode.model_dump(mode="json")
-        for k in ADDED_DECODE_SETTINGS:  # settings added after predictions were cached count only when set
-            if not decode.get(k):
-                decode.pop(k, None)
+        decode = without_added_defaults(r.decode.model_dump(mode="json"), DecodeConfig, ADDED_DECODE_SETTINGS)
         settings = {
             "target": target.model_dump(mode="json"),
             "decode": decode,
