@@ -422,3 +422,17 @@ def test_caption_feedback_asks_again_with_the_best_matching_captions(store: Feat
     assert loc.predict(moved, gts[:1], decode_cfg=dc) == loc.predict(moved, gts[:1], decode_cfg=dc, step_texts=later)
     with pytest.raises(PseudoError, match="do not exist"):
         later(gts[0].vid)
+    # a video's queries come one after another: its captions are read once, at its first query
+    two = sorted({q.vid for q in gts})[:2]
+    shutil.copytree(SLICE / "captions", tmp_path / "caps")
+    build_caption_features(caption_features_config(tmp_path / "caps"), tmp_path / "s2", vids=two)
+    memo = caption_texts(FeatureStore.load(tmp_path / "s2"))
+    assert memo is not None
+    first = memo(two[0])
+    first.append("changed by the caller")  # the memo hands out copies
+    (tmp_path / "caps" / f"{two[0]}.jsonl").unlink()
+    assert memo(two[0]) == texts(two[0])
+    assert memo(two[1]) == texts(two[1])  # the next video is read from its file
+    shutil.rmtree(tmp_path / "caps")
+    with pytest.raises(PseudoError, match="do not exist"):
+        memo(two[0])  # the memo holds the last video only

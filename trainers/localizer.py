@@ -422,12 +422,8 @@ class Localizer:
                 f"these have {grid.features.shape[1]}; set decode.similarity_weight to 0"
             )
         emb = self.model.plain_embeddings(list(texts)).numpy()  # kept by the tower: each text embedded once
-        f = grid.features / np.maximum(np.linalg.norm(grid.features, axis=1, keepdims=True), 1e-12)
-        e = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
-        centres = (grid.start + (np.arange(len(f)) + 0.5) * grid.step).astype(np.float64)
-        contrast = window_contrast(
-            e.astype(np.float64) @ f.T.astype(np.float64), centres, windows[:, :2], dc.similarity_outside
-        )
+        centres = (grid.start + (np.arange(len(grid.features)) + 0.5) * grid.step).astype(np.float64)
+        contrast = window_contrast(step_similarity(emb, grid.features), centres, windows[:, :2], dc.similarity_outside)
         out = windows.copy()
         out[:, 2] = windows[:, 2] + dc.similarity_weight * contrast.mean(axis=0)
         return out[np.argsort(-out[:, 2], kind="stable")]

@@ -89,7 +89,12 @@ class ExternalCaptions:
             raise DataNotFoundError(f"{self.path}: no captions for video {vid!r}")
         if self._zip is not None:
             return f"{self.path}!{name}", self._zip.read(name).decode("utf-8")
-        return name, Path(name).read_text(encoding="utf-8")
+        try:
+            return name, Path(name).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise DataNotFoundError(
+                f"captions {name} do not exist any more (moved or deleted since {self.path} was opened); put them back"
+            ) from None
 
     def captions(self, vid: str) -> list[Caption]:
         """The video's captions in time order."""

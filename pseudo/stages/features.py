@@ -294,13 +294,18 @@ def caption_texts(features: FeatureSource | None) -> Callable[[str], list[str]] 
     if not isinstance(features, FeatureStore) or not isinstance(store_config(features), CaptionFeaturesConfig):
         return None
     opened: list[ExternalCaptions] = []  # the captions are opened at the first call: none unless asked for
+    last: dict[str, list[str]] = {}  # the last video's captions: a video's queries come one after another
 
     def texts(vid: str) -> list[str]:
+        if vid in last:
+            return list(last[vid])
         if not opened:
             track = caption_track_of(features)
             assert track is not None
             opened.append(track)
-        return [c.text for c in opened[0].captions(vid)]
+        last.clear()
+        last[vid] = [c.text for c in opened[0].captions(vid)]
+        return list(last[vid])
 
     return texts
 
