@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from unittest.mock import patch
 
 import av
 import numpy as np
@@ -34,7 +35,7 @@ from pseudo.errors import PseudoError
 from pseudo.evaluate import score
 from pseudo.io import atomic_write_text, iter_jsonl
 from pseudo.metrics.iou import iou_cross
-from pseudo.progress import progress_bar
+from pseudo.progress import PlainBar, progress_bar
 from pseudo.recipe import Recipe, load_recipe
 from pseudo.records import Prediction, Query
 from pseudo.settings import ConfigError, validate
@@ -483,6 +484,18 @@ def test_13_plain_progress_lines_when_not_a_terminal(capfd: pytest.CaptureFixtur
     lines = buf.getvalue().splitlines()
     assert lines[0] == "features: 20 to do"
     assert "features: 2/20 (10%)" in lines[1] and lines[-1].startswith("features: 20/20 (100%)")
+    assert lines[-1].endswith("s elapsed")
+    # the first item carries the warm-up: the time left is estimated from the items after it
+    plain = PlainBar("predict", con, every_seconds=1e9)
+    plain.start(101)
+    clock = iter([1000.0, 1001.0, 1002.0])
+    plain.t0 = 0.0
+    with patch("pseudo.progress.time.perf_counter", lambda: next(clock)):
+        plain.advance("q0")  # finished at t = 1000 s after a 1000 s warm-up
+        assert plain.line(1000.0).endswith("time left not known yet")
+        plain.advance("q1")
+        plain.advance("q2")
+    assert plain.line(1002.0).endswith("about 98 s left")  # 1 s an item since the first, 98 to go
     from pseudo.backbones import build_backbone
 
     capfd.readouterr()
