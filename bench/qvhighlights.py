@@ -120,6 +120,9 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="*", default=[0], help="optim.seed values of the recipe's row")
     ap.add_argument("--out", default="bench/results/qvhighlights.md")
     args = parse_args(ap)
+    # the code that runs: read at the start, since a run takes most of an hour and the checkout may move on
+    # meanwhile (read at the end, a run of clean 69a787e once recorded the next commit, -dirty)
+    version = code_version()
     set_threads("auto")  # as `pseudo train` does: one torch thread per core other work leaves free
     con = Console(stderr=True, width=180)
     timer = Timer()
@@ -251,7 +254,7 @@ def main() -> None:
                 preds = localizer_preds(pipeline, result, split, False)
                 add(f"training ablation (no LLM): {name}", split, preds, True)
 
-    write_results(args, rows, summary, nollm, timer, base_result)
+    write_results(args, rows, summary, nollm, timer, base_result, version)
     con.print(markdown_table(rows, ["method", "split", *COLS]))
 
 
@@ -269,6 +272,7 @@ def write_results(
     nollm: dict[str, tuple[dict[str, float], dict[str, float]]],
     timer: Timer,
     result: PipelineResult,
+    version: str,
 ) -> None:
     flags = " ".join(
         f
@@ -290,7 +294,6 @@ def write_results(
         for name, table in (("LLM rephrasings (same inputs as VTG-GPT)", summary), ("no LLM", nollm))
         for split, (mean, spread) in table.items()
     ]
-    version = code_version()  # read before the md is written: writing it makes the tree dirty
     text = header("Zero-shot QVHighlights from real clip captions", f"python -m bench.qvhighlights {flags}", version)
     text += (
         f"Official QVHighlights metrics (percent). The method is `{args.recipe}` run by the pipeline "
