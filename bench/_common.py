@@ -30,21 +30,25 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores{mem}, Python {platform.python_version()}, no GPU"
 
 
-def header(title: str, command: str, version: str | None = None) -> str:
-    """The md's first lines; ``version``: the code version the bench read before writing anything (a
-    version read after its own output is written would read ``-dirty``), else read now."""
-    return f"# {title}\n\nMachine: {machine()}  \nCode: {version or code_version()}  \nCommand: `{command}`\n\n"
+def header(title: str, command: str, version: str) -> str:
+    """The md's first lines; ``version``: ``args.code_version``, read by :func:`parse_args` at the start."""
+    return f"# {title}\n\nMachine: {machine()}  \nCode: {version}  \nCommand: `{command}`\n\n"
 
 
 def parse_args(ap: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> argparse.Namespace:
     """The parsed arguments, once ``--out`` is known to be writable: a bench that can't save its table
-    fails at once with one line and exit status 2, not with a traceback after the whole run."""
+    fails at once with one line and exit status 2, not with a traceback after the whole run.
+
+    ``args.code_version`` is the code that runs, read here at the start: read at the end, a run that
+    takes most of an hour records whatever the checkout moved on to meanwhile (a run of clean 69a787e
+    once recorded the next commit, ``-dirty``), and a read after its own output is written reads ``-dirty``."""
     args = ap.parse_args(argv)
     try:
         check_writable(args.out, "file")
     except PseudoError as exc:
         print_error(str(exc))
         raise SystemExit(2) from None
+    args.code_version = code_version()
     return args
 
 

@@ -60,7 +60,7 @@ def main() -> None:
                 qvh_md.append({**ident, **rep.headline})
     con.print(metrics_table("Prior-only baselines: R@k (%)", recall_rows, RECALL_COLS))
     con.print(metrics_table("Prior-only baselines: QVHighlights protocol (%)", qvh_rows, QVH_COLS))
-    text = header("Prior-only baselines", "python -m bench.baselines")
+    text = header("Prior-only baselines", "python -m bench.baselines", args.code_version)
     text += "R@k at IoU and mIoU (percent), every benchmark's test split (ActivityNet: val_2).\n\n"
     text += markdown_table(recall_md, ["split", "method", "queries", *RECALL_COLS])
     text += "\nQVHighlights, official protocol (percent).\n\n"

@@ -32,7 +32,6 @@ import numpy as np
 from bench._common import header, machine, parse_args, run_bench
 from pseudo.console import markdown_table, stderr_console
 from pseudo.io import atomic_write_json, atomic_write_text
-from pseudo.settings import code_version
 
 
 def _texts(n_videos: int) -> list[list[str]]:
@@ -106,7 +105,6 @@ def main() -> None:
     ap.add_argument("--one", nargs=3, help=argparse.SUPPRESS)
     ap.add_argument("--out", default="bench/results/caption_features.md")
     args = parse_args(ap)
-    version = code_version()  # before anything is written, so the run's own output can't make it -dirty
     if args.one:
         path, threads, save = args.one
         print(json.dumps(one(path, args.videos, int(threads), Path(save))))
@@ -144,7 +142,7 @@ def main() -> None:
     stderr_console().print(table)
     threads = " ".join(map(str, args.threads))
     command = f"python -m bench.caption_features --videos {args.videos} --threads {threads}"
-    text = header("Caption-track features: old path against new", command, version)
+    text = header("Caption-track features: old path against new", command, args.code_version)
     which = f"the first {args.videos}" if args.videos else "all the"
     text += (
         f"MiniGPT-v2 captions of {which} QVHighlights val videos (sorted ids), real MiniLM (all-MiniLM-L6-v2), "
@@ -163,7 +161,7 @@ def main() -> None:
             "rows": rows,
             "command": command,
             "machine": machine(),
-            "code_version": version,
+            "code_version": args.code_version,
         },
     )
 

@@ -108,7 +108,7 @@ def main() -> None:
     cols = ["scorer", "queries", "seconds", f"s per {args.queries} q", "speed-up"]
     table = markdown_table(rows, cols)
     con.print(table)
-    text = header("Metric speed", "python -m bench.metrics")
+    text = header("Metric speed", "python -m bench.metrics", args.code_version)
     text += (
         "Synthetic QVHighlights-like queries (150 s videos, 1-3 GT windows, 10 ranked predictions). The loop "
         "baseline computes mAP at 10 IoU thresholds and R1@0.5, one query at a time; its time is scaled per query. "

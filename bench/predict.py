@@ -47,7 +47,6 @@ from pseudo.io import atomic_write_json, atomic_write_text
 from pseudo.pipeline import Pipeline
 from pseudo.recipe import load_recipe
 from pseudo.records import Prediction, Query
-from pseudo.settings import code_version
 from pseudo.stages.features import caption_texts
 from pseudo.stages.localize import load_events
 from trainers.config import DecodeConfig
@@ -105,7 +104,6 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=0, help="the first N queries of the split (0: all)")
     ap.add_argument("--out", default="bench/results/predict.md")
     args = parse_args(ap)
-    version = code_version()
     con = Console(stderr=True)
     pipeline = Pipeline(load_recipe(args.recipe), args.work, log=con.print)
     result = pipeline.run(until="train")  # current stages are read back, not rebuilt
@@ -169,7 +167,7 @@ def main() -> None:
         "largest score difference",
     ]
     command = f"python -m bench.predict --recipe {args.recipe} --split {args.split} --queries {args.queries}"
-    text = header("Prediction passes: previous path against current", command, version)
+    text = header("Prediction passes: previous path against current", command, args.code_version)
     text += (
         f"The recipe's trained run `{run_dir.name}` on {len(queries)} QVHighlights {args.split} queries with VTG-GPT's "
         f"five rephrasings fused, CPU, torch threads {torch.get_num_threads()}. "
@@ -186,7 +184,7 @@ def main() -> None:
             "queries": len(queries),
             "seconds": {p: round(s, 1) for p, s in total.items()},
             "speed_up": round(total["previous"] / total["current"], 2),
-            "code_version": version,
+            "code_version": args.code_version,
         },
     )
     con.print(markdown_table(rows, cols))

@@ -111,7 +111,7 @@ def main() -> None:
     prop_table = markdown_table(prop_rows, ["k", "steps", "seconds per video", "ratio to 32 steps"])
     con.print(decode_table)
     con.print(prop_table)
-    text = header("Proposal generator throughput", "python -m bench.proposals")
+    text = header("Proposal generator throughput", "python -m bench.proposals", args.code_version)
     text += (
         f"Video: `{video.name}` ({info.width}x{info.height}, {info.fps:.2f} fps, {info.duration:.1f} s), every frame "
         "decoded and resized to 224 on the long side; models are randomly initialised (no weights can be fetched "

@@ -147,6 +147,7 @@ def main() -> None:
     text = header(
         "Pseudo-label quality on QVHighlights val (diagnostics only)",
         f"python -m bench.pseudo_labels --recipe {args.recipe}",
+        args.code_version,
     )
     text += (
         f"{len(vids)} val videos; captions: VTG-GPT MiniGPT-v2 clip captions (2 s); features: MiniLM caption "

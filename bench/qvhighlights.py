@@ -43,7 +43,6 @@ from pseudo.io import atomic_write_json, atomic_write_text
 from pseudo.pipeline import Pipeline, PipelineResult
 from pseudo.recipe import load_recipe
 from pseudo.records import Prediction
-from pseudo.settings import code_version
 from pseudo.stages.features import caption_texts, text_encoder_of
 from pseudo.stages.localize import load_events
 from pseudo.stages.proposals import read_proposals
@@ -120,9 +119,6 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="*", default=[0], help="optim.seed values of the recipe's row")
     ap.add_argument("--out", default="bench/results/qvhighlights.md")
     args = parse_args(ap)
-    # the code that runs: read at the start, since a run takes most of an hour and the checkout may move on
-    # meanwhile (read at the end, a run of clean 69a787e once recorded the next commit, -dirty)
-    version = code_version()
     set_threads("auto")  # as `pseudo train` does: one torch thread per core other work leaves free
     con = Console(stderr=True, width=180)
     timer = Timer()
@@ -254,7 +250,7 @@ def main() -> None:
                 preds = localizer_preds(pipeline, result, split, False)
                 add(f"training ablation (no LLM): {name}", split, preds, True)
 
-    write_results(args, rows, summary, nollm, timer, base_result, version)
+    write_results(args, rows, summary, nollm, timer, base_result)
     con.print(markdown_table(rows, ["method", "split", *COLS]))
 
 
@@ -272,7 +268,6 @@ def write_results(
     nollm: dict[str, tuple[dict[str, float], dict[str, float]]],
     timer: Timer,
     result: PipelineResult,
-    version: str,
 ) -> None:
     flags = " ".join(
         f
@@ -294,7 +289,9 @@ def write_results(
         for name, table in (("LLM rephrasings (same inputs as VTG-GPT)", summary), ("no LLM", nollm))
         for split, (mean, spread) in table.items()
     ]
-    text = header("Zero-shot QVHighlights from real clip captions", f"python -m bench.qvhighlights {flags}", version)
+    text = header(
+        "Zero-shot QVHighlights from real clip captions", f"python -m bench.qvhighlights {flags}", args.code_version
+    )
     text += (
         f"Official QVHighlights metrics (percent). The method is `{args.recipe}` run by the pipeline "
         f"(work directory `{result.work}`). Val rows of methods that learn from the val videos' captions are "
@@ -324,7 +321,7 @@ def write_results(
             "no_llm": headline(nollm),
             "seeds": len(args.seeds),
             "recipe": str(args.recipe),
-            "code_version": version,
+            "code_version": args.code_version,
         },
     )
 

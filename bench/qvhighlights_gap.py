@@ -89,7 +89,11 @@ def main() -> None:
     rows = [{"measure": k, "val (transductive)": v, "test": cols["test"].get(k, "-")} for k, v in cols["val"].items()]
     table = markdown_table(rows, ["measure", "val (transductive)", "test"])
     print(table)
-    text = header("Where the QVHighlights localizer loses", f"python -m bench.qvhighlights_gap --recipe {args.recipe}")
+    text = header(
+        "Where the QVHighlights localizer loses",
+        f"python -m bench.qvhighlights_gap --recipe {args.recipe}",
+        args.code_version,
+    )
     text += f"The recipe `{args.recipe}`'s trained localizer and its decoding, from its pipeline.\n\n" + table
     Path(args.out).write_text(text)
 

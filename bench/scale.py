@@ -174,7 +174,9 @@ def main() -> None:
     table = markdown_table(rows, cols)
     con.print(table)
     local1, one_w, two = rows[1], rows[2], rows[3]
-    text = header("Per-video stages: local against Ray", f"python -m bench.scale --videos {args.videos}")
+    text = header(
+        "Per-video stages: local against Ray", f"python -m bench.scale --videos {args.videos}", args.code_version
+    )
     text += (
         f"The {args.videos} bundled demo videos' caption tracks (real MiniLM, CPU fp32): caption features, then "
         "proposals (default settings), each configuration in its own process and store, one after another on "

@@ -140,7 +140,7 @@ def main() -> None:
         trows, ["setting", "machine", "threads", "steps/s", "train ratio", "queries/s (inference)", "inference ratio"]
     )
     con.print(threads_table)
-    text = header("Localizer training throughput and thread settings", "python -m bench.train")
+    text = header("Localizer training throughput and thread settings", "python -m bench.train", args.code_version)
     text += (
         f"Synthetic task of recipes/tiny_cpu.yaml (d_model 64, 1 layer, 3 levels, 4 context vectors), batch "
         f"{args.batch}, {args.steps} timed steps after 3 warm-up steps, then inference on 40 eval videos; real "
