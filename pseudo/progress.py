@@ -5,6 +5,8 @@ When stderr is not a terminal (a log file, CI, ``nohup``), a line such as
 or every 30 seconds, whichever comes first, so a long run is never silent. The time left is estimated
 from the items after the first, which carries the warm-up (models loaded, texts encoded): timed from the
 start, one slow first item of 1,542 once read "about 67747 s left" for a pass that took 4 minutes.
+Work done in batches reports its items in bursts, so the items after the first must span a second or more
+before the time left is estimated: a burst right after the first item once read "about 0 s left".
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from pseudo.console import stderr_console
 PLAIN_EVERY_SECONDS = 30.0
 #: ... and after every this fraction of the items
 PLAIN_EVERY_FRACTION = 0.1
+#: the time left is estimated once the items after the first span at least this many seconds
+RATE_MIN_SECONDS = 1.0
 
 
 class Bar(Protocol):
@@ -84,9 +88,10 @@ class PlainBar:
         head = f"{self.title}: {self.done}/{self.total} ({pct:.0f}%), {elapsed:.0f} s elapsed"
         if self.done >= self.total:
             return head
-        if self.done < 2 or self.first_done is None:
+        since_first = now - self.first_done if self.first_done is not None else 0.0
+        if self.done < 2 or since_first < RATE_MIN_SECONDS:
             return f"{head}, time left not known yet"
-        left = (now - self.first_done) / (self.done - 1) * (self.total - self.done)
+        left = since_first / (self.done - 1) * (self.total - self.done)
         return f"{head}, about {left:.0f} s left"
 
 

@@ -496,6 +496,14 @@ def test_13_plain_progress_lines_when_not_a_terminal(capfd: pytest.CaptureFixtur
         plain.advance("q1")
         plain.advance("q2")
     assert plain.line(1002.0).endswith("about 98 s left")  # 1 s an item since the first, 98 to go
+    # a batch reports its items in a burst: no estimate until the items after the first span a second
+    burst = PlainBar("features", con, every_seconds=1e9)
+    burst.start(200)
+    clock = iter([14.0 + i / 1000 for i in range(20)])
+    with patch("pseudo.progress.time.perf_counter", lambda: next(clock)):
+        for i in range(20):
+            burst.advance(f"v{i}")
+    assert burst.line(14.02).endswith("time left not known yet")  # not "about 0 s left"
     from pseudo.backbones import build_backbone
 
     capfd.readouterr()
