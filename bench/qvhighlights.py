@@ -64,6 +64,7 @@ DECODE_ABLATIONS: dict[str, dict[str, Any]] = {
     "near-copies not decayed (overlap_decay_iou 1)": {"overlap_decay_iou": 1.0},
     "windows not re-scored by the zero-shot contrast (similarity_weight 0)": {"similarity_weight": 0.0},
     "no caption feedback (caption_feedback 0)": {"caption_feedback": 0},
+    "VTG-GPT's span threshold (span_bins 10, span_top_k 8)": {"span_bins": 10, "span_top_k": 8},
 }
 
 #: training changed, one setting at a time (each trains a model: --ablations)
