@@ -33,6 +33,7 @@ from pseudo.baselines.tfidf import tfidf_caption_windows
 from pseudo.baselines.vtggpt import vtggpt_predictions
 from pseudo.baselines.zero_shot import rank_proposals
 from pseudo.console import markdown_table
+from pseudo.curves import SpanSettings
 from pseudo.data import load_dataset
 from pseudo.data.captions import ExternalCaptions
 from pseudo.data.paths import find_data_root
@@ -54,6 +55,9 @@ SPLITS = {"val": "train", "test": "test"}  # split -> the recipe's video set
 #: VTG-GPT's five LLM rephrasings of every query (only qid and the texts are read)
 VARIANTS = "{root}/qvhighlights/vtggpt_rephrased_queries/{split}.jsonl"
 
+#: VTG-GPT's span rule as its released code sets it (the baseline's settings)
+VTG = SpanSettings()
+
 #: decoding changed, one setting at a time, on the recipe's trained model (no retraining)
 DECODE_ABLATIONS: dict[str, dict[str, Any]] = {
     "no zero-shot spans fused (similarity_span_weight 0)": {"similarity_span_weight": 0.0},
@@ -64,7 +68,10 @@ DECODE_ABLATIONS: dict[str, dict[str, Any]] = {
     "near-copies not decayed (overlap_decay_iou 1)": {"overlap_decay_iou": 1.0},
     "windows not re-scored by the zero-shot contrast (similarity_weight 0)": {"similarity_weight": 0.0},
     "no caption feedback (caption_feedback 0)": {"caption_feedback": 0},
-    "VTG-GPT's span threshold (span_bins 10, span_top_k 8)": {"span_bins": 10, "span_top_k": 8},
+    f"VTG-GPT's span threshold (span_bins {VTG.num_bins}, span_top_k {VTG.top_k})": {
+        "span_bins": VTG.num_bins,
+        "span_top_k": VTG.top_k,
+    },
 }
 
 #: training changed, one setting at a time (each trains a model: --ablations)
