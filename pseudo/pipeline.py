@@ -42,7 +42,7 @@ from pseudo.errors import PseudoError
 from pseudo.evaluate import DEFAULT_PROTOCOL, score
 from pseudo.io import atomic_write_json, atomic_write_text, read_json
 from pseudo.progress import progress_bar
-from pseudo.recipe import DatasetRef, EvalTarget, Recipe, VideoSet
+from pseudo.recipe import DatasetRef, Ensemble, EvalTarget, Recipe, VideoSet
 from pseudo.settings import code_version, diff_settings, dump_yaml, load_yaml_dict, settings_hash, validate
 from pseudo.stages.features import build_caption_features, build_features, caption_texts, video_set_fingerprint
 from pseudo.stages.labels import LabelsConfig, label_stats, run_captions, run_weak
@@ -237,6 +237,8 @@ class Pipeline:
             self._add(steps, self._train_step(targets, round_=round_))
             self._add(steps, self._relabel_step(round_ + 1))
         self._add(steps, self._train_step(targets, round_=self.recipe.self_training.rounds))
+        for member in range(1, self.recipe.ensemble.members):
+            self._add(steps, self._train_step(targets, round_=self.recipe.self_training.rounds, member=member))
         for target in targets:
             self._add(steps, self._predict_step(target))
             self._add(steps, self._eval_step(target))
@@ -426,9 +428,21 @@ class Pipeline:
         self.label_files = [str(out)]
         return Step("labels", "labels", h, out, settings, run_pseudo_labels, "labels (pseudo)")
 
-    def train_identity(self) -> dict[str, Any]:
+    def member_keys(self) -> list[str]:
+        """The plan keys of the final training step of each member of the recipe's ensemble (``train``
+        first: one key without an ensemble)."""
+        return ["train", *(f"train:member{m}" for m in range(1, self.recipe.ensemble.members))]
+
+    def _member_recipe(self, member: int) -> Recipe:
+        """The recipe as member ``member`` of its ensemble trains: its seed moved on by the stride."""
+        if not member:
+            return self.recipe
+        seed = self.recipe.optim.seed + member * self.recipe.ensemble.seed_stride
+        return self.recipe.model_copy(update={"optim": self.recipe.optim.model_copy(update={"seed": seed})})
+
+    def train_identity(self, member: int = 0) -> dict[str, Any]:
         """What makes the trained weights (decoding and logging settings do not)."""
-        cfg = self.recipe.train_config().model_dump(mode="json")
+        cfg = self._member_recipe(member).train_config().model_dump(mode="json")
         cfg.pop("decode")
         cfg.pop("device")
         for k in ("log_every", "checkpoint_every", "eval_epochs", "top_k"):
@@ -476,12 +490,13 @@ class Pipeline:
         self.hashes["labels"] = h
         return Step("train", f"labels:round{round_}", h, out, settings, run, f"self-training labels (round {round_})")
 
-    def _train_step(self, targets: Sequence[EvalTarget], round_: int = 0) -> Step:
-        ident = self.train_identity()
+    def _train_step(self, targets: Sequence[EvalTarget], round_: int = 0, member: int = 0) -> Step:
+        ident = self.train_identity(member)
         h = settings_hash(ident, self.hashes["labels"], self.hashes["features:train"])
         out = self.work / "runs" / _short(h)
         final = round_ == self.recipe.self_training.rounds
         label_files = list(self.label_files)
+        train_config = self._member_recipe(member).train_config()
 
         def run() -> dict[str, Any]:
             resume = (out / "checkpoints" / "last.pt").is_file()
@@ -489,7 +504,7 @@ class Pipeline:
                 self.log(f"train: resuming the unfinished run in {out}")
             evaluate_cb = self._eval_callback(targets[0]) if targets and self.recipe.optim.eval_epochs else None
             result = train_localizer(
-                self.recipe.train_config(),
+                train_config,
                 label_files,
                 self.outputs["features:train"],
                 out,
@@ -510,12 +525,16 @@ class Pipeline:
             key = f"train:round{round_}"
             self.outputs[key], self.hashes[key] = out, h
             return Step("train", key, h, out, {"train": ident, "round": round_}, run, f"train (round {round_})")
+        if member:
+            label = f"train (ensemble member {member}, seed {train_config.optim.seed})"
+            return Step("train", f"train:member{member}", h, out, {"train": ident}, run, label)
         return Step("train", "train", h, out, {"train": ident}, run, "train")
 
     def localizer(self) -> Localizer:
         if self._localizer is None:
             # the recipe's decoding, not the checkpoint's (a decode-only change needs no retraining)
-            trained = Localizer.from_run(self.outputs["train"], self.recipe.device, self.towers)
+            members = [Localizer.from_run(self.outputs[k], self.recipe.device, self.towers) for k in self.member_keys()]
+            trained = members[0] if len(members) == 1 else Localizer.ensemble(members)
             self._localizer = trained.with_decode(self.recipe.decode)
         return self._localizer
 
@@ -550,7 +569,7 @@ class Pipeline:
             "decode_from": "recipe",  # predictions made before the recipe's decode was applied are stale
             "top_k": r.optim.top_k,
         }
-        inputs = [self.hashes["train"], self.hashes[f"features:{target.videos}"]]
+        inputs = [*(self.hashes[k] for k in self.member_keys()), self.hashes[f"features:{target.videos}"]]
         if r.decode.event_snap_seconds:
             inputs.append(self.hashes[f"proposals:{target.videos}"])
         if r.synthetic is not None:
@@ -780,6 +799,10 @@ def load_run(path: str | Path, device: Device = "auto", log: Callable[[str], Non
     say = log or (lambda _msg: None)
     decode = work_decode(p)
     if decode is not None:
+        members = ensemble_runs(p)
+        if members:  # the recipe asks an ensemble: its other members join the run
+            say(f"an ensemble of {1 + len(members)} runs: {run_dir}, {', '.join(map(str, members))}")
+            localizer = Localizer.ensemble([localizer, *(Localizer.from_run(m, device) for m in members)])
         say(f"decoding with the settings of {p / 'recipe.yaml'}")
         return localizer.with_decode(decode)
     say(f"decoding with the settings {run_dir} was trained with")
@@ -793,6 +816,24 @@ def load_run(path: str | Path, device: Device = "auto", log: Callable[[str], Non
             f"pass --run {work} to decode as it does"
         )
     return localizer
+
+
+def ensemble_runs(work: Path) -> list[Path]:
+    """The runs of the other members of a work directory's ensemble (none without one), each the one its
+    recipe's current settings trained, or an error that says how to train it."""
+    recipe = load_yaml_dict(work / "recipe.yaml").get("recipe")
+    section = recipe.get("ensemble", {}) if isinstance(recipe, dict) else {}
+    ensemble = validate(Ensemble, section, f"{work / 'recipe.yaml'}: recipe.ensemble")
+    runs = []
+    for member in range(1, ensemble.members):
+        out, _ = current_output(work, f"train:member{member}")
+        if out is None:
+            raise PseudoError(
+                f"{work}: ensemble member {member} of {ensemble.members} has no trained run for the recipe's "
+                "current settings; run `pseudo train RECIPE` to train it"
+            )
+        runs.append(out)
+    return runs
 
 
 def work_decode(work: Path) -> DecodeConfig | None:

@@ -162,6 +162,17 @@ class SelfTraining(_Strict):
     ratio: Annotated[float, Field(gt=0, le=1)] = 0.9
 
 
+class Ensemble(_Strict):
+    """``members`` localizers trained alike but for their seed (``optim.seed``, then ``optim.seed +
+    seed_stride``, ``+ 2 * seed_stride``, ...), asked together: their per-step outputs are averaged
+    before decoding. Member 0 is the run the recipe trains without an ensemble, so raising ``members``
+    trains only the others; the stride keeps the members of recipes whose seeds differ by less than
+    it apart (seeds 0, 1 and 2 with 3 members: runs 0/100/200, 1/101/201 and 2/102/202)."""
+
+    members: Annotated[int, Field(ge=1)] = 1
+    seed_stride: Annotated[int, Field(ge=1)] = 100
+
+
 class SyntheticData(_Strict):
     """The synthetic task of :mod:`pseudo.data.synthetic`, made in the work directory."""
 
@@ -188,6 +199,7 @@ class Recipe(_Strict):
     loss: LossConfig = LossConfig()
     decode: DecodeConfig = DecodeConfig()
     self_training: SelfTraining = SelfTraining()
+    ensemble: Ensemble = Ensemble()
     #: where the per-video stages run (local, or a Ray cluster); never changes their outputs
     engine: Engine = Engine()
     eval: list[EvalTarget] = []

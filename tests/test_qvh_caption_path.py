@@ -4,10 +4,12 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 import pseudo
@@ -276,3 +278,39 @@ def test_the_recipes_decode_reaches_the_predictions_without_retraining(pipeline:
     assert res.exit_code == 2 and not (tmp_path / "bad.jsonl").exists()
     said = " ".join(res.stderr.split())
     assert f"{saved}: recipe.decode" in said and "overlap_decay_iou" in said
+
+
+def test_an_ensemble_recipe_trains_its_members_and_predicts_with_all(pipeline: Path, tmp_path: Path) -> None:
+    """``ensemble.members: 2`` keeps the single run (member 0, its seed) and trains one more with the seed
+    moved on by the stride; the predictions read both, and `pseudo predict --run WORK` asks both too."""
+    recipe = _recipe(
+        tmp_path / "files.yaml",
+        f"{{features: {pipeline / 'store'}}}",
+        f"{{kind: files, files: [{pipeline / 'pseudo.jsonl'}]}}",
+    )
+    single = _train(recipe, tmp_path / "w")
+    pair = _train(recipe, tmp_path / "w", "--set", "ensemble.members=2", "--set", "ensemble.seed_stride=7")
+    status = {s["key"]: s["status"] for s in pair["steps"]}
+    assert status["train"] == "current" and status["train:member1"] == "built"
+    assert status["predict:jsonl_custom"] == "built"
+    member = next(s for s in pair["steps"] if s["key"] == "train:member1")["out"]
+    saved = yaml.safe_load((Path(member) / "config.yaml").read_text())
+    assert saved["config"]["optim"]["seed"] == 7
+    preds = {k: load_predictions(next(s for s in out["steps"] if s["key"] == "predict:jsonl_custom")["out"])
+             for k, out in (("single", single), ("pair", pair))}  # fmt: skip
+    assert preds["pair"] != preds["single"]
+    args = ["predict", "-d", "jsonl", "-s", "custom", "--gt", str(SLICE / "gt.jsonl"),
+            "--features", str(pipeline / "store"), "--proposals", str(pipeline / "props.jsonl")]  # fmt: skip
+    res = runner.invoke(app, [*args, "--run", str(tmp_path / "w"), "--out", str(tmp_path / "pair.jsonl")])
+    assert res.exit_code == 0, res.output
+    assert "an ensemble of 2 runs" in " ".join(res.stderr.split())
+    assert load_predictions(tmp_path / "pair.jsonl") == preds["pair"]
+    # back to one member: the single run's predictions are current again, nothing is retrained
+    again = _train(recipe, tmp_path / "w")
+    assert {s["key"]: s["status"] for s in again["steps"]}["predict:jsonl_custom"] == "current"
+    # a member whose run is gone: one line that says how to train it
+    _train(recipe, tmp_path / "w", "--set", "ensemble.members=2", "--set", "ensemble.seed_stride=7")
+    shutil.rmtree(member)
+    res = runner.invoke(app, [*args, "--run", str(tmp_path / "w"), "--out", str(tmp_path / "gone.jsonl")])
+    assert res.exit_code == 2 and not (tmp_path / "gone.jsonl").exists()
+    assert "ensemble member 1 of 2 has no trained run" in " ".join(res.stderr.split())

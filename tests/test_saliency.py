@@ -436,3 +436,39 @@ def test_caption_feedback_asks_again_with_the_best_matching_captions(store: Feat
     shutil.rmtree(tmp_path / "caps")
     with pytest.raises(PseudoError, match="do not exist"):
         memo(two[0])  # the memo holds the last video only
+
+
+def test_an_ensemble_averages_its_members_per_step(store: FeatureStore) -> None:
+    from trainers.text_towers import TowerPool
+
+    base = _cfg(saliency_head=True, plain_similarity=True)
+    cfg = base.model_copy(update={"model": base.model.model_copy(update={"prompt": "hand", "ctx_init": "a video of"})})
+    pool = TowerPool()
+    torch.manual_seed(0)
+    first, second = (Localizer(build_model(cfg, 384, pool), cfg) for _ in range(2))
+    copy = Localizer(build_model(cfg, 384, pool), cfg)
+    copy.model.load_state_dict(first.model.state_dict())
+    gts = load_qvh_jsonl([SLICE / "gt.jsonl"])
+    variants = {str(q.qid): [f"someone {q.query.lower()}"] for q in gts}
+    dc = DecodeConfig(windows_from="both", similarity_span_weight=0.8, similarity_weight=0.5)
+
+    def ask(loc: Localizer) -> list[list[tuple[float, float, float]]]:
+        return [list(p.windows) for p in loc.predict(store, gts, decode_cfg=dc, variants=variants, top_k=20)]
+
+    alone, other = ask(first), ask(second)
+    # a model averaged with an exact copy of itself answers as it does alone
+    assert ask(Localizer.ensemble([first, copy])) == alone
+    # two different models: their order does not matter, and the answers are neither member's
+    pair = ask(Localizer.ensemble([first, second]))
+    assert pair == ask(Localizer.ensemble([second, first]))
+    assert pair != alone and pair != other
+    assert len(Localizer.ensemble([first, second]).members) == 2
+    assert Localizer.ensemble([first, second]).digest() not in (first.digest(), second.digest())
+    # members must come from one recipe: a seed may differ, nothing else
+    seeded = cfg.model_copy(update={"optim": cfg.optim.model_copy(update={"seed": 7})})
+    Localizer.ensemble([first, Localizer(second.model, seeded)])
+    wider = cfg.model_copy(update={"data": cfg.data.model_copy(update={"max_len": 20})})
+    with pytest.raises(pseudo.errors.PseudoError, match=r"not only optim\.seed"):
+        Localizer.ensemble([first, Localizer(second.model, wider)])
+    with pytest.raises(pseudo.errors.PseudoError, match="at least one"):
+        Localizer.ensemble([])

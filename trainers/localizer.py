@@ -79,6 +79,15 @@ def load_trainable_state(model: torch.nn.Module, state: dict[str, torch.Tensor])
         raise PseudoError(f"checkpoint does not match the model: missing {bad[:5]}, unexpected {unexpected[:5]}")
 
 
+def mean_output(outs: Sequence[LocalizerOutput]) -> LocalizerOutput:
+    """The members' relevance logits and boundary distances averaged per point (one model: its output)."""
+    if len(outs) == 1:
+        return outs[0]
+    logits = torch.stack([o.logits.float() for o in outs]).mean(dim=0)
+    offsets = torch.stack([o.offsets.float() for o in outs]).mean(dim=0)
+    return replace(outs[0], logits=logits, offsets=offsets)
+
+
 def run_checkpoint(run_dir: str | Path) -> Path:
     """The run's last checkpoint, or an error that says how to make one."""
     run = Path(run_dir)
@@ -91,7 +100,8 @@ def run_checkpoint(run_dir: str | Path) -> Path:
 
 
 class Localizer:
-    """A trained localizer and the settings it was trained with."""
+    """A trained localizer and the settings it was trained with; or an ensemble of several trained with
+    the same settings but their seeds (:meth:`ensemble`), whose per-step outputs are averaged."""
 
     def __init__(
         self,
@@ -99,12 +109,15 @@ class Localizer:
         config: TrainConfig,
         features: dict[str, Any] | None = None,
         run_dir: Path | None = None,
+        others: Sequence[MomentLocalizer] = (),
     ) -> None:
         self.model = model
         self.config = config
         #: what the training features were (``{"kind": "video"|"captions"|"arrays", "settings": ...}``)
         self.features = features or {}
         self.run_dir = run_dir
+        #: every model asked: ``model`` first, then the other members of an ensemble
+        self.members: tuple[MomentLocalizer, ...] = (model, *others)
 
     @classmethod
     def from_run(cls, run_dir: str | Path, device: Device = "auto", towers: TowerPool | None = None) -> Localizer:
@@ -121,10 +134,30 @@ class Localizer:
         model.eval()
         return cls(model, config, state.get("features"), Path(run_dir))
 
+    @classmethod
+    def ensemble(cls, members: Sequence[Localizer]) -> Localizer:
+        """One localizer that asks every member and averages what they say per step: the saliency
+        curves, and the regressed windows pooled (soft-NMS). The members must differ in their seed only
+        (the first member's settings, decoding and run directory are the ensemble's)."""
+        if not members:
+            raise PseudoError("an ensemble needs at least one trained localizer")
+        first = members[0]
+        same = first.config.model_copy(update={"optim": first.config.optim.model_copy(update={"seed": 0})})
+        for other in members[1:]:
+            mine = other.config.model_copy(update={"optim": other.config.optim.model_copy(update={"seed": 0})})
+            if mine != same or other.video_dim != first.video_dim:
+                raise PseudoError(
+                    f"the runs {first.run_dir} and {other.run_dir} were trained with different settings (not only "
+                    "optim.seed): an ensemble averages models of one recipe"
+                )
+        models = [m for loc in members for m in loc.members]
+        return cls(models[0], first.config, first.features, first.run_dir, models[1:])
+
     def with_decode(self, decode: DecodeConfig) -> Localizer:
         """The same model decoding with ``decode`` (decoding needs no retraining: a recipe may change it
         after the run was trained)."""
-        return Localizer(self.model, self.config.model_copy(update={"decode": decode}), self.features, self.run_dir)
+        config = self.config.model_copy(update={"decode": decode})
+        return Localizer(self.model, config, self.features, self.run_dir, self.members[1:])
 
     @property
     def video_dim(self) -> int:
@@ -134,9 +167,10 @@ class Localizer:
         """What identifies this localizer's answers: its settings and the state a checkpoint keeps, as 16
         hex digits."""
         h = hashlib.sha256(json.dumps(self.config.model_dump(mode="json"), sort_keys=True).encode())
-        for name, value in sorted(trainable_state(self.model, clone=False).items()):
-            h.update(name.encode())
-            h.update(value.float().cpu().contiguous().numpy().tobytes())
+        for member in self.members:
+            for name, value in sorted(trainable_state(member, clone=False).items()):
+                h.update(name.encode())
+                h.update(value.float().cpu().contiguous().numpy().tobytes())
         return h.hexdigest()[:16]
 
     @property
@@ -251,8 +285,9 @@ class Localizer:
         on_query: Callable[[str], None] | None = None,
     ) -> list[Prediction]:
         model, max_len = self.model, self.config.data.max_len
-        was_training = model.training
-        model.eval()
+        was_training = [m.training for m in self.members]
+        for m in self.members:
+            m.eval()
         # a group: one query's phrasings on one chunk of its video; a batch holds whole groups
         groups: list[tuple[int, list[Sample]]] = []
         for i, q in enumerate(queries):
@@ -296,24 +331,13 @@ class Localizer:
         for lo in range(0, len(groups), per_batch):
             part_groups = groups[lo : lo + per_batch]
             batch: Batch = collate([s for _, g in part_groups for s in g]).to(device)
-            out = model(batch.video, batch.mask, batch.texts)
             sizes = [len(g) for _, g in part_groups]
-            if spans_wanted and out.saliency is not None:
-                sal = torch.sigmoid(out.saliency.float()).cpu().numpy()
-                sim = (
-                    out.similarity.float().cpu().numpy()
-                    if dc.similarity_span_weight and out.similarity is not None
-                    else None
-                )
-                row = 0
-                for i, g in part_groups:
-                    start_step = round((g[0].offset_seconds - cache.get(queries[i].vid).start) / g[0].seconds_per_step)
-                    n = len(g[0].features)
-                    curves[i][0][:, start_step : start_step + n] += sal[row : row + len(g), :n]
-                    curves[i][1][start_step : start_step + n] += 1
-                    if sim is not None:
-                        curves[i][2][:, start_step : start_step + n] += sim[row : row + len(g), :n]
-                    row += len(g)
+            outs = [member(batch.video, batch.mask, batch.texts) for member in self.members]
+            if spans_wanted:  # an ensemble's curves are averaged: each member counts once per step
+                for one in outs:
+                    if one.saliency is not None:
+                        self._add_curves(one, dc, part_groups, curves, cache, queries)
+            out = mean_output(outs)
             for (i, g), wins in zip(part_groups, self._decode_groups(out, sizes, top_k, dc), strict=True):
                 n_chunks[i] += 1
                 s = g[0]
@@ -323,8 +347,32 @@ class Localizer:
                 )
             finish_up_to(lo + per_batch)
         finish_up_to(len(groups))
-        model.train(was_training)
+        for m, training in zip(self.members, was_training, strict=True):
+            m.train(training)
         return preds
+
+    @staticmethod
+    def _add_curves(
+        out: LocalizerOutput,
+        dc: DecodeConfig,
+        part_groups: Sequence[tuple[int, list[Sample]]],
+        curves: list[tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]],
+        cache: FeatureCache,
+        queries: Sequence[Query],
+    ) -> None:
+        """Add one model's saliency (and plain similarity) of a batch's groups to their queries' curves."""
+        assert out.saliency is not None
+        sal = torch.sigmoid(out.saliency.float()).cpu().numpy()
+        sim = out.similarity.float().cpu().numpy() if dc.similarity_span_weight and out.similarity is not None else None
+        row = 0
+        for i, g in part_groups:
+            start_step = round((g[0].offset_seconds - cache.get(queries[i].vid).start) / g[0].seconds_per_step)
+            n = len(g[0].features)
+            curves[i][0][:, start_step : start_step + n] += sal[row : row + len(g), :n]
+            curves[i][1][start_step : start_step + n] += 1
+            if sim is not None:
+                curves[i][2][:, start_step : start_step + n] += sim[row : row + len(g), :n]
+            row += len(g)
 
     def _decode_query(
         self,
