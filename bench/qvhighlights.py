@@ -42,11 +42,12 @@ from pseudo.data.variants import load_variants
 from pseudo.evaluate import score
 from pseudo.io import atomic_write_json, atomic_write_text
 from pseudo.pipeline import Pipeline, PipelineResult
-from pseudo.recipe import load_recipe
+from pseudo.recipe import Recipe, load_recipe
 from pseudo.records import Prediction
 from pseudo.stages.features import caption_texts, text_encoder_of
 from pseudo.stages.localize import load_events
 from pseudo.stages.proposals import read_proposals
+from trainers.localizer import Localizer
 from trainers.text_towers import TowerPool
 
 COLS = ["R1@0.5", "R1@0.7", "mAP@0.5", "mAP@0.75", "mAP", "mIoU"]
@@ -115,6 +116,22 @@ class Timer:
                 self.times[name] = self.times.get(name, 0.0) + step.seconds
 
 
+def seed_label(recipe: Recipe) -> str:
+    """What a recipe row with ``recipe``'s seed is: one run, or an ensemble and its members' seeds."""
+    seed, ens = recipe.optim.seed, recipe.ensemble
+    if ens.members == 1:
+        return f"seed {seed}"
+    seeds = ", ".join(str(seed + m * ens.seed_stride) for m in range(ens.members))
+    return f"ensemble of {ens.members} (seeds {seeds})"
+
+
+def over(recipe: Recipe, seeds: list[int]) -> str:
+    """What the recipe's mean row averages: seeds, or ensembles (one per seed, with its members)."""
+    if recipe.ensemble.members == 1:
+        return f"{len(seeds)} seed(s)"
+    return f"{len(seeds)} ensembles of {recipe.ensemble.members} (seeds {', '.join(map(str, seeds))} and their members)"
+
+
 def split_label(split: str, trains: bool) -> str:
     return "val (transductive)" if split == "val" and trains else split
 
@@ -151,12 +168,18 @@ def main() -> None:
     llm = "LLM rephrasings fused: same inputs as VTG-GPT"
 
     def localizer_preds(
-        pipeline: Pipeline, result: PipelineResult, split: str, use_variants: bool, **decode: Any
+        pipeline: Pipeline,
+        result: PipelineResult,
+        split: str,
+        use_variants: bool,
+        localizer: Localizer | None = None,
+        **decode: Any,
     ) -> list[Prediction]:
         """The trained run's predictions with the recipe's decoding (``decode`` changed), by the model
-        that made the run's own predictions (it keeps the text encodings it made for them)."""
+        that made the run's own predictions (it keeps the text encodings it made for them), or by
+        ``localizer``."""
         videos = SPLITS[split]
-        localizer = pipeline.localizer()
+        localizer = localizer or pipeline.localizer()
         dc = pipeline.recipe.decode.model_copy(update=decode)
         events = load_events(result.outputs[f"proposals:{videos}"])
         source = pipeline.features_source(videos)
@@ -177,15 +200,15 @@ def main() -> None:
     for seed in args.seeds:
         pipeline, result = run({"optim.seed": seed})
         base_pipeline, base_result = base_pipeline or pipeline, base_result or result
+        which = seed_label(pipeline.recipe)
         for split in SPLITS:
             m = result.metrics[f"qvhighlights_{split}"]
             seed_metrics[split].append(m)
-            rows.append(
-                {"method": f"trained localizer (recipe; {llm}), seed {seed}", "split": split_label(split, True), **m}
-            )
+            method = f"trained localizer (recipe; {llm}), {which}"
+            rows.append({"method": method, "split": split_label(split, True), **m})
             nollm_metrics[split].append(
                 add(
-                    f"trained localizer (recipe; no LLM), seed {seed}",
+                    f"trained localizer (recipe; no LLM), {which}",
                     split,
                     localizer_preds(pipeline, result, split, False),
                     True,
@@ -198,7 +221,7 @@ def main() -> None:
         for split, (mean, _spread) in table.items():
             rows.append(
                 {
-                    "method": f"trained localizer (recipe; {name}), mean over {len(args.seeds)} seed(s)",
+                    "method": f"trained localizer (recipe; {name}), mean over {over(base_pipeline.recipe, args.seeds)}",
                     "split": split_label(split, True),
                     **mean,
                 }
@@ -234,15 +257,22 @@ def main() -> None:
     vtg = find_data_root() / "qvhighlights" / "reference_preds" / "vtggpt_infer_val.jsonl"
     add("VTG-GPT released val predictions (scored here)", "val", load_predictions(vtg))
 
+    first = seed_label(recipe)
+    if recipe.ensemble.members > 1:  # the ensemble's share: its first member alone, decoded as the recipe says
+        alone = Localizer.from_run(base_result.outputs["train"], recipe.device, towers).with_decode(recipe.decode)
+        for split in SPLITS:
+            preds = localizer_preds(base_pipeline, base_result, split, True, alone)
+            name = f"ensemble ablation ({first}, {llm}): its first member alone (seed {args.seeds[0]})"
+            add(name, split, preds, True)
     for name, decode in DECODE_ABLATIONS.items():
         for split in SPLITS:
             preds = localizer_preds(base_pipeline, base_result, split, True, **decode)
-            add(f"decoding ablation (seed {args.seeds[0]}, {llm}): {name}", split, preds, True)
+            add(f"decoding ablation ({first}, {llm}): {name}", split, preds, True)
     for split in SPLITS:
         preds = localizer_preds(
             base_pipeline, base_result, split, False, windows_from="regression", similarity_span_weight=0.0
         )
-        add(f"decoding ablation (seed {args.seeds[0]}): no LLM and regressed windows only", split, preds, True)
+        add(f"decoding ablation ({first}): no LLM and regressed windows only", split, preds, True)
 
     if args.ablations:
         for name, overrides in ABLATIONS.items():
@@ -258,7 +288,7 @@ def main() -> None:
                 preds = localizer_preds(pipeline, result, split, False)
                 add(f"training ablation (no LLM): {name}", split, preds, True)
 
-    write_results(args, rows, summary, nollm, timer, base_result)
+    write_results(args, rows, summary, nollm, timer, base_result, base_pipeline.recipe)
     con.print(markdown_table(rows, ["method", "split", *COLS]))
 
 
@@ -276,6 +306,7 @@ def write_results(
     nollm: dict[str, tuple[dict[str, float], dict[str, float]]],
     timer: Timer,
     result: PipelineResult,
+    result_recipe: Recipe,
 ) -> None:
     flags = " ".join(
         f
@@ -305,7 +336,7 @@ def write_results(
         f"(work directory `{result.work}`). Val rows of methods that learn from the val videos' captions are "
         "transductive; test videos were never seen. Baselines use the recipe's own features and proposals.\n\n"
         + markdown_table(rows, ["method", "split", *COLS])
-        + f"\nThe recipe over {len(args.seeds)} seed(s): mean and sample standard deviation.\n\n"
+        + f"\nThe recipe over {over(result_recipe, args.seeds)}: mean and sample standard deviation.\n\n"
         + markdown_table(spread_rows, list(spread_rows[0]))
         + "\nPublished numbers on the same splits (not re-run here):\n\n"
         + markdown_table(PUBLISHED, ["method", "split", "R1@0.5", "R1@0.7", "mAP"])
@@ -328,6 +359,7 @@ def write_results(
             "queries": "with VTG-GPT's LLM rephrasings fused (the recipe's eval); val is transductive",
             "no_llm": headline(nollm),
             "seeds": len(args.seeds),
+            "ensemble_members": result_recipe.ensemble.members,
             "recipe": str(args.recipe),
             "code_version": args.code_version,
         },
