@@ -118,11 +118,10 @@ class Timer:
 
 def seed_label(recipe: Recipe) -> str:
     """What a recipe row with ``recipe``'s seed is: one run, or an ensemble and its members' seeds."""
-    seed, ens = recipe.optim.seed, recipe.ensemble
-    if ens.members == 1:
-        return f"seed {seed}"
-    seeds = ", ".join(str(seed + m * ens.seed_stride) for m in range(ens.members))
-    return f"ensemble of {ens.members} (seeds {seeds})"
+    seeds = recipe.ensemble.seeds(recipe.optim.seed)
+    if len(seeds) == 1:
+        return f"seed {seeds[0]}"
+    return f"ensemble of {len(seeds)} (seeds {', '.join(map(str, seeds))})"
 
 
 def over(recipe: Recipe, seeds: list[int]) -> str:

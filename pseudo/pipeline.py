@@ -43,7 +43,7 @@ from pseudo.evaluate import DEFAULT_PROTOCOL, score
 from pseudo.io import atomic_write_json, atomic_write_text, read_json
 from pseudo.progress import progress_bar
 from pseudo.recipe import DatasetRef, Ensemble, EvalTarget, Recipe, VideoSet
-from pseudo.settings import code_version, diff_settings, dump_yaml, load_yaml_dict, settings_hash, validate
+from pseudo.settings import M, code_version, diff_settings, dump_yaml, load_yaml_dict, settings_hash, validate
 from pseudo.stages.features import build_caption_features, build_features, caption_texts, video_set_fingerprint
 from pseudo.stages.labels import LabelsConfig, label_stats, run_captions, run_weak
 from pseudo.stages.localize import load_events, predict_split, relabel, split_queries, train_localizer
@@ -437,7 +437,7 @@ class Pipeline:
         """The recipe as member ``member`` of its ensemble trains: its seed moved on by the stride."""
         if not member:
             return self.recipe
-        seed = self.recipe.optim.seed + member * self.recipe.ensemble.seed_stride
+        seed = self.recipe.ensemble.seeds(self.recipe.optim.seed)[member]
         return self.recipe.model_copy(update={"optim": self.recipe.optim.model_copy(update={"seed": seed})})
 
     def train_identity(self, member: int = 0) -> dict[str, Any]:
@@ -534,8 +534,7 @@ class Pipeline:
         if self._localizer is None:
             # the recipe's decoding, not the checkpoint's (a decode-only change needs no retraining)
             members = [Localizer.from_run(self.outputs[k], self.recipe.device, self.towers) for k in self.member_keys()]
-            trained = members[0] if len(members) == 1 else Localizer.ensemble(members)
-            self._localizer = trained.with_decode(self.recipe.decode)
+            self._localizer = Localizer.ensemble(members).with_decode(self.recipe.decode)
         return self._localizer
 
     def _events(self, videos: str) -> Any:
@@ -821,9 +820,7 @@ def load_run(path: str | Path, device: Device = "auto", log: Callable[[str], Non
 def ensemble_runs(work: Path) -> list[Path]:
     """The runs of the other members of a work directory's ensemble (none without one), each the one its
     recipe's current settings trained, or an error that says how to train it."""
-    recipe = load_yaml_dict(work / "recipe.yaml").get("recipe")
-    section = recipe.get("ensemble", {}) if isinstance(recipe, dict) else {}
-    ensemble = validate(Ensemble, section, f"{work / 'recipe.yaml'}: recipe.ensemble")
+    ensemble = work_section(work, "ensemble", Ensemble)
     runs = []
     for member in range(1, ensemble.members):
         out, _ = current_output(work, f"train:member{member}")
@@ -839,12 +836,17 @@ def ensemble_runs(work: Path) -> list[Path]:
 def work_decode(work: Path) -> DecodeConfig | None:
     """The decoding of a work directory's resolved recipe; None where ``work`` is not a work directory of
     `pseudo train` (no stages.json) or has no recipe.yaml."""
-    path = work / "recipe.yaml"
-    if not (work / "stages.json").is_file() or not path.is_file():
+    if not (work / "stages.json").is_file() or not (work / "recipe.yaml").is_file():
         return None
+    return work_section(work, "decode", DecodeConfig)
+
+
+def work_section(work: Path, key: str, model: type[M]) -> M:
+    """Section ``key`` of a work directory's resolved recipe (``recipe.yaml``), checked as ``model``."""
+    path = work / "recipe.yaml"
     recipe = load_yaml_dict(path).get("recipe")
-    section = recipe.get("decode", {}) if isinstance(recipe, dict) else {}
-    return validate(DecodeConfig, section, f"{path}: recipe.decode")
+    section = recipe.get(key, {}) if isinstance(recipe, dict) else {}
+    return validate(model, section, f"{path}: recipe.{key}")
 
 
 def resolve_run(path: str | Path) -> Path:

@@ -172,6 +172,10 @@ class Ensemble(_Strict):
     members: Annotated[int, Field(ge=1)] = 1
     seed_stride: Annotated[int, Field(ge=1)] = 100
 
+    def seeds(self, seed: int) -> list[int]:
+        """The members' seeds for a recipe whose ``optim.seed`` is ``seed`` (member 0's first)."""
+        return [seed + m * self.seed_stride for m in range(self.members)]
+
 
 class SyntheticData(_Strict):
     """The synthetic task of :mod:`pseudo.data.synthetic`, made in the work directory."""

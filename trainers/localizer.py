@@ -136,16 +136,19 @@ class Localizer:
 
     @classmethod
     def ensemble(cls, members: Sequence[Localizer]) -> Localizer:
-        """One localizer that asks every member and averages what they say per step: the saliency
-        curves, and the regressed windows pooled (soft-NMS). The members must differ in their seed only
-        (the first member's settings, decoding and run directory are the ensemble's)."""
+        """One localizer that asks every member and averages what they say per step (the saliency
+        curves, and every point's relevance logits and boundary distances) before one decode. The
+        members must differ in their seed only (the first member's settings, decoding and run directory
+        are the ensemble's); an ensemble of one answers as that member does."""
         if not members:
             raise PseudoError("an ensemble needs at least one trained localizer")
+
+        def seedless(config: TrainConfig) -> TrainConfig:
+            return config.model_copy(update={"optim": config.optim.model_copy(update={"seed": 0})})
+
         first = members[0]
-        same = first.config.model_copy(update={"optim": first.config.optim.model_copy(update={"seed": 0})})
         for other in members[1:]:
-            mine = other.config.model_copy(update={"optim": other.config.optim.model_copy(update={"seed": 0})})
-            if mine != same or other.video_dim != first.video_dim:
+            if seedless(other.config) != seedless(first.config) or other.video_dim != first.video_dim:
                 raise PseudoError(
                     f"the runs {first.run_dir} and {other.run_dir} were trained with different settings (not only "
                     "optim.seed): an ensemble averages models of one recipe"
