@@ -145,7 +145,7 @@ def test_mpnet_alias_joins_the_five_wheels_once(tmp_path: Path, monkeypatch: pyt
             self.files = files[name]
 
     monkeypatch.setenv("PSEUDO_MODEL_CACHE", str(tmp_path / "models"))
-    monkeypatch.setattr(sentence.metadata, "distribution", Dist)
+    monkeypatch.setattr(metadata, "distribution", Dist)
     path = Path(sentence.resolve_model("mpnet"))
     assert path == tmp_path / "models" / "all-mpnet-base-v2"
     assert (path / "config.json").read_bytes() == b'{"model_type": "mpnet"}' * 50
