@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -29,3 +31,16 @@ class DataNotFoundError(PseudoError, FileNotFoundError):
 class StopStage(PseudoError):
     """An error about a stage's inputs as a whole (not one video): it stops the run instead of being
     recorded as one video's failure."""
+
+
+@contextmanager
+def stops_stage(what: str) -> Iterator[None]:
+    """Around work that every video of a stage shares (loading its model): a :class:`PseudoError`
+    inside becomes one :class:`StopStage` naming ``what``, instead of each video failing in turn with
+    the same reason."""
+    try:
+        yield
+    except StopStage:
+        raise
+    except PseudoError as exc:
+        raise StopStage(f"{what}: {exc}") from exc

@@ -26,12 +26,12 @@ from videos import make_corrupt, make_video
 import pseudo
 from proposals import ProposalConfig, generate_proposals
 from pseudo.backbones import BackboneConfig
-from pseudo.captions.sources import CaptionerConfig
+from pseudo.captions.sources import CaptionerConfig, build_caption_source
 from pseudo.cli import app
 from pseudo.data.benchmarks import load_qvh_jsonl
 from pseudo.data.store import ArrayDirectory, FeatureStore, VideoFeatures
 from pseudo.data.synthetic import make_synthetic_dataset
-from pseudo.errors import PseudoError
+from pseudo.errors import PseudoError, StopStage
 from pseudo.evaluate import score
 from pseudo.io import atomic_write_text, iter_jsonl
 from pseudo.metrics.iou import iou_cross
@@ -584,3 +584,41 @@ def test_15_iou_tie_counts_as_a_hit_in_the_recall_protocol() -> None:
     assert recall.headline["R1@0.7"] == 100.0  # 9.1 / 13 is exactly 0.7 with max(end) - min(start)
     official, _ = score(gt, pred, "qvhighlights")
     assert official.headline["R1@0.7"] == 0.0  # the QVHighlights evaluator's a1 + a2 - inter rounds below
+
+
+# --- a model that cannot load stops its stage in one line ---------------------------------------------------
+
+
+def test_a_model_that_cannot_load_stops_the_stage_with_one_error(tmp_path: Path) -> None:
+    """A missing model is not each video's failure: the stage stops with one error naming the model,
+    no video is recorded as failed (so a rerun with the model in place does them all), and the CLI
+    says it in one line and exits 2."""
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    for name in ("a", "b", "c"):
+        make_video(videos / f"{name}.mp4", [(1, 2.0), (2, 2.0)], fps=5)
+    missing = tmp_path / "no_such_model"
+    fcfg = FeaturesConfig(sampling=SamplingConfig(fps=1.0, max_side=64), backbone=BackboneConfig(model=str(missing)))
+    with pytest.raises(StopStage, match=r"^features: could not load CLIP model '.*no_such_model'"):
+        build_features(videos, tmp_path / "frames", fcfg)
+    assert FeatureStore.open(tmp_path / "frames", fcfg).failures() == {}
+
+    ccfg = caption_features_config(SLICE / "captions", encoder=BackboneConfig(name="sentence", model=str(missing)))
+    with pytest.raises(StopStage, match=r"^text encoder: could not load sentence encoder .*Give 'minilm'"):
+        build_caption_features(ccfg, tmp_path / "captions")
+    assert FeatureStore.open(tmp_path / "captions", ccfg).failures() == {}
+
+    blip = CaptionerConfig(
+        name="blip", video_dir=str(videos), sampling=SamplingConfig(fps=1.0, max_side=64), blip={"model": str(missing)}
+    )
+    with pytest.raises(StopStage, match=r"^captioner: could not load BLIP model"):
+        build_caption_source(blip).captions_at("a", [0.5])
+
+    res = runner.invoke(
+        app,
+        ["features", "--captions", str(SLICE / "captions"), "--encoder", str(missing), "--out", str(tmp_path / "s")],
+    )
+    assert res.exit_code == 2, res.output
+    errors = [line for line in res.stderr.splitlines() if "error" in line.lower()]
+    assert len(errors) == 1 and "could not load sentence encoder" in errors[0], res.stderr
+    assert "every one of" not in res.stderr and "Traceback" not in res.stderr

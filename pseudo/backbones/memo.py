@@ -8,6 +8,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from pseudo.backbones import Backbone, BackboneConfig, build_backbone
+from pseudo.errors import stops_stage
 from pseudo.lru import LRU
 
 
@@ -29,7 +30,9 @@ class TextMemo:
 
     @property
     def encoder(self) -> Backbone:
-        self._encoder = self._encoder or build_backbone(self.config)
+        if self._encoder is None:
+            with stops_stage("text encoder"):
+                self._encoder = build_backbone(self.config)
         return self._encoder
 
     @property

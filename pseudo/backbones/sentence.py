@@ -103,7 +103,11 @@ def load_sentence_model(name: str) -> tuple[Any, Any]:
     try:
         return AutoModel.from_pretrained(path), AutoTokenizer.from_pretrained(path)
     except (OSError, ValueError) as exc:
-        raise PseudoError(f"could not load sentence encoder {name!r} ({path}): {exc}") from None
+        where = "" if path == name else f" ({path})"
+        raise PseudoError(
+            f"could not load sentence encoder {name!r}{where}: {exc}. Give 'minilm', 'mpnet', a local directory "
+            "made with save_pretrained, or a Hugging Face id on a machine with network access."
+        ) from None
 
 
 class SentenceBackbone:

@@ -14,7 +14,7 @@ from typing import Any, Literal, Protocol
 from pydantic import BaseModel, ConfigDict
 
 from pseudo.data.captions import Caption, ExternalCaptions
-from pseudo.errors import PseudoError
+from pseudo.errors import PseudoError, stops_stage
 from pseudo.io import atomic_write_json
 from pseudo.registry import Registry
 from pseudo.settings import settings_hash
@@ -153,7 +153,8 @@ class BlipFrameSource:
             if self._model is None:
                 from pseudo.captions.blip import BlipCaptioner
 
-                self._model = BlipCaptioner.from_config(self.blip_cfg)
+                with stops_stage("captioner"):
+                    self._model = BlipCaptioner.from_config(self.blip_cfg)
             idx = [int(np.argmin(np.abs(sampled.timestamps - float(k)))) for k in todo]
             for k, text in zip(todo, self._model.caption(sampled.frames[idx]), strict=True):
                 known[k] = text

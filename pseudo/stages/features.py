@@ -26,7 +26,7 @@ from pseudo.backbones import Backbone, BackboneConfig, build_backbone
 from pseudo.backbones.memo import TextMemo
 from pseudo.data.captions import ExternalCaptions
 from pseudo.data.store import FeatureSource, FeatureStore, VideoFeatures
-from pseudo.errors import PseudoError
+from pseudo.errors import PseudoError, stops_stage
 from pseudo.registry import Registry
 from pseudo.settings import settings_hash
 from pseudo.stages.per_video import Engine, Outcome, RunSummary, run_per_video
@@ -174,7 +174,9 @@ class VideoFeaturesTask(_StoreTask):
 
     def finish(self, vid: str, sampled: SampledVideo) -> Outcome:
         """The model part: embed the frames and store them."""
-        self.model = self.model or build_backbone(self.cfg.backbone)
+        if self.model is None:
+            with stops_stage("features"):
+                self.model = build_backbone(self.cfg.backbone)
         feats = VideoFeatures(
             vid,
             self.model.encode_images(sampled.frames),
