@@ -214,6 +214,42 @@ def test_hand_prompt_is_plain_text(tower: TextTower, count_calls: Callable[[obje
     assert int(back_mask[0].sum()) == int(ref_mask[1].sum())
 
 
+def test_warm_encodes_each_text_once_in_batches_without_padding(
+    tower: TextTower, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``warm_texts`` makes ahead what ``forward`` asks the frozen tower for (the hand prompt's encodings
+    and the plain embeddings), each distinct text once, in batches of one token count (no padding);
+    the encodings equal those of each text alone, and ``forward`` then encodes nothing."""
+    texts = ["warm one", "warm two words here", "warm three", "warm a much longer sentence about a person", "warm one"]
+    cfg = LocalizerConfig(d_model=32, n_heads=2, prompt="hand", ctx_init="a video of", plain_similarity=True)
+    model = MomentLocalizer(tower, tower.dim, cfg).eval()  # plain similarity: steps in the tower's space
+    assert model.plain_proj is not None
+    real = tower.encode
+    with torch.no_grad():
+        alone = []
+        for t in dict.fromkeys(texts):
+            ids, mask = tower.tokenize(["a video of " + t], model.prompt.max_length)
+            alone.append(real(tower.embed_tokens(ids), mask)[1][0])
+    masks: list[torch.Tensor] = []
+
+    def spy(embeds: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        masks.append(mask.clone())
+        return real(embeds, mask)
+
+    monkeypatch.setattr(tower, "encode", spy)
+    assert model.warm_texts(texts) == 8  # 4 distinct texts, prompted and plain
+    assert sum(len(m) for m in masks) == 8 and all(bool(m.all()) for m in masks)  # no padded position
+    assert len(masks) < 8  # texts of one token count shared a batch
+    masks.clear()
+    assert model.warm_texts(texts) == 0
+    with torch.no_grad():
+        _, _, pooled = model.prompt(texts)
+        model.plain_embeddings(texts)
+    assert masks == []  # forward's text side came from what was kept
+    for i, j in enumerate([0, 1, 2, 3, 0]):
+        torch.testing.assert_close(pooled[i], alone[j], rtol=1e-4, atol=1e-5)
+
+
 # ---------------------------------------------------------------- model
 
 

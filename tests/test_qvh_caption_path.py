@@ -217,6 +217,29 @@ def test_one_self_training_round(tmp_path: Path) -> None:
     assert out["metrics"]["jsonl_custom"]["R1@0.5"] >= 0
 
 
+def test_a_hand_prompt_run_encodes_its_texts_before_the_first_step(pipeline: Path, tmp_path: Path) -> None:
+    """With the hand-written prompt and the plain similarity, every training text goes through the frozen
+    tower before the first step, prompted and plain (in batches of one token count), and the run says
+    how many and how long; a learned prompt (the default, CoOp) keeps nothing ahead."""
+    recipe = _recipe(
+        tmp_path / "files.yaml",
+        f"{{features: {pipeline / 'store'}}}",
+        f"{{kind: files, files: [{pipeline / 'pseudo.jsonl'}]}}",
+    )
+
+    def run_metrics(work: Path, *extra: str) -> dict[str, Any]:
+        out = _train(recipe, work, "--until", "train", *extra)
+        run = Path(next(s["out"] for s in out["steps"] if s["key"] == "train"))
+        metrics: dict[str, Any] = json.loads((run / "metrics.json").read_text())
+        return metrics
+
+    texts = {q.query for q in load_qvh_jsonl([pipeline / "pseudo.jsonl"])}
+    hand = run_metrics(tmp_path / "hand", "--set", "model.prompt=hand", "--set", "model.plain_similarity=true")
+    made = hand["texts_encoded_ahead"]
+    assert made % 2 == 0 and 0 < made <= 2 * len(texts) and hand["text_seconds"] > 0
+    assert run_metrics(tmp_path / "coop")["texts_encoded_ahead"] == 0
+
+
 def test_the_recipes_decode_reaches_the_predictions_without_retraining(pipeline: Path, tmp_path: Path) -> None:
     """A decode setting changed in the recipe re-predicts with it (the checkpoint's own decode settings
     are those of training time) and reuses the trained run."""

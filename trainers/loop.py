@@ -68,6 +68,10 @@ class TrainResult:
     steps_per_s: float = 0.0
     samples_per_s: float = 0.0
     skipped_queries: int = 0
+    #: text encodings made ahead of the first step (:func:`warm_training_texts`), and the seconds they took
+    #: (not counted in ``steps_per_s``)
+    texts_encoded_ahead: int = 0
+    text_seconds: float = 0.0
 
 
 class TrainingInterrupted(PseudoError):
@@ -412,6 +416,9 @@ def train(
             f"features in the text tower's space ({hide_tower.dim} dimensions: captions embedded by the same "
             f"sentence encoder), not {video_dim} as in {features_name}; remove data.hide_query_steps"
         )
+    t_texts = time.perf_counter()
+    encoded_ahead = warm_training_texts(model, queries, cfg.data.query_styles, plain=hide_tower is not None)
+    text_seconds = time.perf_counter() - t_texts
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = build_optimizer(params, opt_cfg)
     steps_per_epoch = math.ceil(math.ceil(len(queries) / dist_info.world) / opt_cfg.batch_size)
@@ -450,7 +457,10 @@ def train(
                         f"interrupted at step {at.step} (epoch {at.epoch + 1}); checkpoint saved to "
                         f"{checkpoints.last}; run the same command again to continue from it"
                     )
-                return TrainResult(str(run), at.step, at.epoch, at.losses, None, skipped_queries=skipped)
+                return TrainResult(
+                    str(run), at.step, at.epoch, at.losses, None, skipped_queries=skipped,
+                    texts_encoded_ahead=encoded_ahead, text_seconds=text_seconds,
+                )  # fmt: skip
             if dist_info.main and at.epoch in opt_cfg.eval_epochs and evaluate is not None:
                 metrics = evaluate(localizer)
                 _append_eval(run, at.epoch, metrics)
@@ -470,10 +480,28 @@ def train(
         steps_per_s=new_steps / elapsed if elapsed else 0.0,
         samples_per_s=ctx.samples_seen / elapsed if elapsed else 0.0,
         skipped_queries=skipped,
+        texts_encoded_ahead=encoded_ahead,
+        text_seconds=text_seconds,
     )
     if dist_info.main:
         atomic_write_json(run / "metrics.json", {k: v for k, v in asdict(result).items() if k != "losses"})
     return result
+
+
+def training_texts(queries: Sequence[Query], styles: Sequence[str]) -> list[str]:
+    """Every text an epoch can draw for ``queries`` (:func:`trainers.data.styled_text`), each once."""
+    texts = [q.query for q in queries]
+    for style in styles:
+        texts += [t for q in queries if isinstance(t := q.meta.get(f"query_{style}"), str) and t.strip()]
+    return list(dict.fromkeys(texts))
+
+
+def warm_training_texts(model: MomentLocalizer, queries: Sequence[Query], styles: Sequence[str], plain: bool) -> int:
+    """Encode every training text through the frozen tower before the first step, in batches of one
+    token count (:meth:`MomentLocalizer.warm_texts`), instead of in the first epoch's random batches,
+    each padded to its longest text. Encodings already kept (another seed's, of a shared
+    :class:`TowerPool`) are not made again. Returns how many were made."""
+    return model.warm_texts(training_texts(queries, styles), plain=plain)
 
 
 def _append_eval(run: Path, epoch: int, metrics: dict[str, float]) -> None:

@@ -97,11 +97,20 @@ class PromptLearner(nn.Module):
             ctx = ctx + self.meta_bias(video_pooled).unsqueeze(1)
         return ctx
 
+    def kept_texts(self, texts: Sequence[str]) -> list[str] | None:
+        """The prompted texts whose encodings the tower keeps for ``texts`` (the hand-written prompt's);
+        None for learned prompts, whose encodings change as they train."""
+        if self.mode != "hand":
+            return None
+        prefix = f"{self.ctx_init} " if self.ctx_init else ""
+        return [prefix + t for t in texts]
+
     def _hand(self, texts: Sequence[str]) -> tuple[Tensor, Tensor, Tensor]:
         """The hand-written prompt's encodings: it learns nothing and the tower is frozen, so each text's
         encoding never changes, and the tower keeps it (:meth:`TextTower.encoded`)."""
-        prefix = f"{self.ctx_init} " if self.ctx_init else ""
-        rows = self.tower.encoded([prefix + t for t in texts], self.max_length)
+        prompted = self.kept_texts(texts)
+        assert prompted is not None
+        rows = self.tower.encoded(prompted, self.max_length)
         padded = pad_sequence([tok for tok, _ in rows], batch_first=True)
         lengths = torch.tensor([len(tok) for tok, _ in rows], device=padded.device)
         valid = torch.arange(padded.shape[1], device=padded.device)[None, :] < lengths[:, None]

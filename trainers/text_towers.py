@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from pseudo.backbones.base import BackboneConfig, quiet_hub
+from pseudo.backbones.sentence import same_length_batches
 from pseudo.errors import PseudoError
 from pseudo.lru import LRU
 from pseudo.registry import Registry
@@ -28,6 +29,8 @@ TEXT_TOWERS = Registry[TowerBuilder]("text tower")
 #: trains on at most 18,228 pseudo-queries (12 per val video), and a split's queries with their five
 #: rephrasings are about 9,300 texts
 MEMO_TEXTS = 32_768
+#: texts per batch when a tower encodes many ahead (:meth:`TextTower.warm`); a batch holds one token count
+WARM_BATCH = 128
 
 
 class TextTower(nn.Module, ABC):
@@ -110,6 +113,51 @@ class TextTower(nn.Module, ABC):
             return [(tokens[i, : int(mask[i].sum())].detach(), pooled[i].detach()) for i in range(len(todo))]
 
         return self._encoded.get_many([(t, max_length) for t in texts], encode)
+
+    def forget(self) -> None:
+        """Drop every kept encoding (they are made again, to the same values, when asked)."""
+        self._encoded.clear()
+        self._plain.clear()
+
+    def warm(
+        self,
+        texts: Sequence[str],
+        max_length: int | None = None,
+        plain: bool = False,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> int:
+        """Encode ahead, and keep, the encodings that :meth:`encoded` (with ``max_length``, when given) and
+        :meth:`plain_embeddings` (when ``plain``) will be asked for ``texts``: the ones not kept yet, in
+        batches of one token count, shortest first, so no batch computes padding (a training run's
+        batches are drawn at random, padded to their longest text). Nothing is done for more distinct
+        texts than the tower keeps. ``on_batch`` gets the size of each batch encoded; returns how many
+        encodings were made."""
+        distinct = list(dict.fromkeys(texts))
+        if len(distinct) > MEMO_TEXTS:
+            return 0
+        made = 0
+        if max_length is not None:
+            todo = [t for t in distinct if (t, max_length) not in self._encoded]
+            for batch in self._length_batches(todo, max_length):
+                self.encoded(batch, max_length)
+                made += len(batch)
+                if on_batch is not None:
+                    on_batch(len(batch))
+        if plain:
+            for batch in self._length_batches([t for t in distinct if t not in self._plain], self.max_positions):
+                self.plain_embeddings(batch)
+                made += len(batch)
+                if on_batch is not None:
+                    on_batch(len(batch))
+        return made
+
+    def _length_batches(self, texts: list[str], max_length: int) -> list[list[str]]:
+        """``texts`` in batches of :data:`WARM_BATCH` at most that share one token count (as :meth:`tokenize`
+        truncates them)."""
+        if not texts:
+            return []
+        ids = self.tokenizer(texts, truncation=True, max_length=min(max_length, self.max_positions))["input_ids"]
+        return [[texts[i] for i in rows] for rows in same_length_batches([len(x) for x in ids], WARM_BATCH)]
 
     @abstractmethod
     def embed_tokens(self, ids: Tensor) -> Tensor:
