@@ -18,7 +18,7 @@ from pseudo.data.benchmarks import load_qvh_jsonl
 from pseudo.data.store import FeatureStore
 from pseudo.data.variants import load_variants
 from pseudo.errors import DataFormatError
-from pseudo.stages.features import build_caption_features, caption_features_config
+from pseudo.stages.features import build_caption_features, caption_features_config, caption_texts
 from pseudo.stages.proposals import read_proposals, run_proposals
 from trainers.config import DataConfig, DecodeConfig, TrainConfig
 from trainers.localizer import Localizer, build_model
@@ -154,3 +154,53 @@ def test_vtggpt_on_the_slice_with_and_without_variants(slice_data: tuple[Feature
         assert p.windows and all(s % 2 == 0 and e % 2 == 0 and 0 <= s < e <= 150 for s, e, _ in p.windows)
         assert [w[2] for w in p.windows] == sorted((w[2] for w in p.windows), reverse=True)
     assert sum(len(p.windows) for p in rephrased) >= sum(len(p.windows) for p in plain)
+
+
+def test_predict_encodes_every_phrasing_ahead_without_padding(
+    slice_data: tuple[FeatureStore, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the hand prompt, predict encodes the queries, their variants and the captions that caption
+    feedback adds through the frozen tower before decoding, in batches of one token count (no padded
+    position anywhere); the windows are those of encoding them as the batches ask (up to rounding)."""
+    import torch
+
+    store, _ = slice_data
+    gts = load_qvh_jsonl([SLICE / "gt.jsonl"])
+    variants = load_variants(SLICE / "variants.jsonl", gts)
+    torch.manual_seed(0)
+    cfg = TrainConfig(
+        device="cpu",
+        data=DataConfig(max_len=80),
+        model=LocalizerConfig(
+            d_model=32,
+            n_heads=2,
+            n_layers=1,
+            levels=3,
+            max_query_tokens=24,
+            dropout=0.0,
+            prompt="hand",
+            ctx_init="a video of",
+            plain_similarity=True,
+        ),
+    )
+    localizer = Localizer(build_model(cfg, 384), cfg)
+    tower = localizer.model.tower
+    dc = DecodeConfig(similarity_weight=0.5, caption_feedback=2)
+    texts = caption_texts(store)
+    masks: list[torch.Tensor] = []
+    real = tower.encode
+
+    def spy(embeds: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        masks.append(mask.clone())
+        return real(embeds, mask)
+
+    monkeypatch.setattr(tower, "encode", spy)
+    ahead = localizer.predict(store, gts, variants=variants, decode_cfg=dc, step_texts=texts)
+    assert masks and all(bool(m.all()) for m in masks)
+    tower.forget()
+    masks.clear()
+    monkeypatch.setattr(tower, "warm", lambda *a, **k: 0)  # as before: encoded as each batch asks
+    asked = localizer.predict(store, gts, variants=variants, decode_cfg=dc, step_texts=texts)
+    assert not all(bool(m.all()) for m in masks)  # those batches were padded
+    for x, y in zip(ahead, asked, strict=True):
+        np.testing.assert_allclose(np.array(x.windows), np.array(y.windows), atol=1e-4)

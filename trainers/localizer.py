@@ -99,6 +99,11 @@ def run_checkpoint(run_dir: str | Path) -> Path:
     return ckpt
 
 
+def phrasings(queries: Sequence[Query], variants: Mapping[str, Sequence[str]]) -> list[str]:
+    """Every text asked for ``queries``: each query and its variants."""
+    return [t for q in queries for t in (q.query, *variants.get(str(q.qid), ()))]
+
+
 class Localizer:
     """A trained localizer and the settings it was trained with; or an ensemble of several trained with
     the same settings but their seeds (:meth:`ensemble`), whose per-step outputs are averaged."""
@@ -239,8 +244,13 @@ class Localizer:
             on_start(len(qs))
         cache = FeatureCache(source)
         asked: Mapping[str, Sequence[str]] = variants or {}
+        # every phrasing through the frozen tower ahead, in batches of one token count (TextTower.warm);
+        # the plain embeddings too where decoding compares them with the steps
+        plain = bool(dc.caption_feedback or dc.similarity_weight)
+        self.model.warm_texts(phrasings(qs, asked), plain=plain)
         if dc.caption_feedback and step_texts is not None:
             asked = self.caption_feedback(qs, cache, asked, step_texts, dc.caption_feedback)
+            self.model.warm_texts(phrasings(qs, asked), plain=plain)  # the captions it added
         return self._predict(qs, cache, k, dc, per_video, batch_size, asked, on_query)
 
     def caption_feedback(
