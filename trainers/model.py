@@ -11,7 +11,7 @@ All distances and windows are in input steps.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated, Literal, Self
 
@@ -230,9 +230,7 @@ class MomentLocalizer(nn.Module):
         tower keeps them: :meth:`TextTower.plain_embeddings`)."""
         return self.tower.plain_embeddings(texts)
 
-    def warm_texts(
-        self, texts: Sequence[str], plain: bool = False, on_batch: Callable[[int], None] | None = None
-    ) -> int:
+    def warm_texts(self, texts: Sequence[str], plain: bool = False) -> int:
         """Encode ahead, through the frozen tower, what :meth:`forward` will ask of it for ``texts`` (the
         hand-written prompt's encodings, the plain embeddings when the model compares them with the
         steps, or when ``plain``), in batches of one token count: :meth:`TextTower.warm`. Returns how
@@ -240,9 +238,9 @@ class MomentLocalizer(nn.Module):
         prompted = self.prompt.kept_texts(texts)
         made = 0
         if prompted is not None:
-            made += self.tower.warm(prompted, self.prompt.max_length, on_batch=on_batch)
+            made += self.tower.warm(prompted, self.prompt.max_length)
         if plain or self.plain_proj is not None:
-            made += self.tower.warm(texts, plain=True, on_batch=on_batch)
+            made += self.tower.warm(texts, plain=True)
         return made
 
     def trainable_parameters(self) -> list[str]:

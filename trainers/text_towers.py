@@ -124,14 +124,12 @@ class TextTower(nn.Module, ABC):
         texts: Sequence[str],
         max_length: int | None = None,
         plain: bool = False,
-        on_batch: Callable[[int], None] | None = None,
     ) -> int:
         """Encode ahead, and keep, the encodings that :meth:`encoded` (with ``max_length``, when given) and
         :meth:`plain_embeddings` (when ``plain``) will be asked for ``texts``: the ones not kept yet, in
         batches of one token count, shortest first, so no batch computes padding (a training run's
         batches are drawn at random, padded to their longest text). Nothing is done for more distinct
-        texts than the tower keeps. ``on_batch`` gets the size of each batch encoded; returns how many
-        encodings were made."""
+        texts than the tower keeps. Returns how many encodings were made."""
         distinct = list(dict.fromkeys(texts))
         if len(distinct) > MEMO_TEXTS:
             return 0
@@ -141,14 +139,10 @@ class TextTower(nn.Module, ABC):
             for batch in self._length_batches(todo, max_length):
                 self.encoded(batch, max_length)
                 made += len(batch)
-                if on_batch is not None:
-                    on_batch(len(batch))
         if plain:
             for batch in self._length_batches([t for t in distinct if t not in self._plain], self.max_positions):
                 self.plain_embeddings(batch)
                 made += len(batch)
-                if on_batch is not None:
-                    on_batch(len(batch))
         return made
 
     def _length_batches(self, texts: list[str], max_length: int) -> list[list[str]]:
