@@ -79,14 +79,24 @@ class FeatureCache:
         return self._feats[vid]
 
 
+def style_text(q: Query, style: str) -> str:
+    """The label's phrasing ``meta["query_<style>"]``; a style that came out empty for this label (such
+    as a caption with no nouns) gives its own query."""
+    text = q.meta.get(f"query_{style}")
+    return text if isinstance(text, str) and text.strip() else q.query
+
+
 def styled_text(q: Query, styles: Sequence[str], rng: np.random.Generator | None) -> str:
-    """One of the label's phrasings ``meta["query_<style>"]`` drawn at random from ``styles`` (the
-    label's own query without styles or rng; a style that came out empty for this label, such as a
-    caption with no nouns, gives its own query)."""
+    """One of the label's phrasings (:func:`style_text`) drawn at random from ``styles`` (the label's
+    own query without styles or rng)."""
     if not styles or rng is None:
         return q.query
-    text = q.meta.get(f"query_{styles[int(rng.integers(len(styles)))]}")
-    return text if isinstance(text, str) and text.strip() else q.query
+    return style_text(q, styles[int(rng.integers(len(styles)))])
+
+
+def training_texts(queries: Sequence[Query], styles: Sequence[str]) -> list[str]:
+    """Every text :func:`styled_text` can draw for ``queries``, each once."""
+    return list(dict.fromkeys([q.query for q in queries] + [style_text(q, s) for s in styles for q in queries]))
 
 
 def check_query_styles(queries: Sequence[Query], styles: Sequence[str], labels: str) -> None:

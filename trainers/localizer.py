@@ -28,6 +28,7 @@ from numpy.typing import NDArray
 from pseudo.backbones.base import Device, resolve_device
 from pseudo.curves import SpanSettings, nms, normalise, spans
 from pseudo.data.store import FeatureSource, SingleVideo, VideoFeatures
+from pseudo.data.variants import phrasings
 from pseudo.errors import PseudoError
 from pseudo.metrics.iou import iou_cross
 from pseudo.records import Prediction, Query
@@ -97,11 +98,6 @@ def run_checkpoint(run_dir: str | Path) -> Path:
     if not ckpt.is_file():
         raise PseudoError(f"{run} has no checkpoint (expected {ckpt}); train it with `pseudo train RECIPE`")
     return ckpt
-
-
-def phrasings(queries: Sequence[Query], variants: Mapping[str, Sequence[str]]) -> list[str]:
-    """Every text asked for ``queries``: each query and its variants."""
-    return [t for q in queries for t in (q.query, *variants.get(str(q.qid), ()))]
 
 
 class Localizer:
@@ -247,10 +243,10 @@ class Localizer:
         # every phrasing through the frozen tower ahead, in batches of one token count (TextTower.warm);
         # the plain embeddings too where decoding compares them with the steps
         plain = bool(dc.caption_feedback or dc.similarity_weight)
-        self.model.warm_texts(phrasings(qs, asked), plain=plain)
+        self.model.warm_texts([t for q in qs for t in phrasings(q, asked)], plain=plain)
         if dc.caption_feedback and step_texts is not None:
             asked = self.caption_feedback(qs, cache, asked, step_texts, dc.caption_feedback)
-            self.model.warm_texts(phrasings(qs, asked), plain=plain)  # the captions it added
+            self.model.warm_texts([t for q in qs for t in phrasings(q, asked)], plain=plain)  # captions added
         return self._predict(qs, cache, k, dc, per_video, batch_size, asked, on_query)
 
     def caption_feedback(
@@ -266,7 +262,7 @@ class Localizer:
         leaving out captions that are already among its phrasings."""
         out = {k: list(v) for k, v in variants.items()}
         for q in queries:
-            texts = [q.query, *variants.get(str(q.qid), ())]
+            texts = phrasings(q, variants)
             grid = cache.get(q.vid)
             captions = list(step_texts(q.vid))
             if len(captions) != len(grid.features):
@@ -312,7 +308,7 @@ class Localizer:
                     f"on {model.video_dim}-dimensional features; give features made with the same settings as its "
                     "training features (the run's config.yaml names them)"
                 )
-            texts = [q.query, *variants.get(str(q.qid), ())]
+            texts = phrasings(q, variants)
             for start in chunks(len(feats), max_len):
                 part = feats[start : start + max_len]
                 offset = grid.start + start * sps
@@ -417,7 +413,7 @@ class Localizer:
                 dc,
             )
         if dc.similarity_weight and len(arr):
-            texts = [q.query, *variants.get(str(q.qid), ())]
+            texts = phrasings(q, variants)
             arr = self._rescore(arr, texts, cache.get(q.vid), dc)
         if dc.overlap_decay_iou < 1 and len(arr):
             arr = soft_nms(arr, iou_threshold_linear=dc.overlap_decay_iou)

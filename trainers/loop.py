@@ -50,6 +50,7 @@ from trainers.data import (
     hide_query_steps,
     make_sample,
     select_labels,
+    training_texts,
     usable,
 )
 from trainers.localizer import Localizer, build_model, trainable_state
@@ -68,7 +69,7 @@ class TrainResult:
     steps_per_s: float = 0.0
     samples_per_s: float = 0.0
     skipped_queries: int = 0
-    #: text encodings made ahead of the first step (:func:`warm_training_texts`), and the seconds they took
+    #: text encodings made ahead of the first step (:meth:`MomentLocalizer.warm_texts`), and the seconds they took
     #: (not counted in ``steps_per_s``)
     texts_encoded_ahead: int = 0
     text_seconds: float = 0.0
@@ -416,8 +417,11 @@ def train(
             f"features in the text tower's space ({hide_tower.dim} dimensions: captions embedded by the same "
             f"sentence encoder), not {video_dim} as in {features_name}; remove data.hide_query_steps"
         )
+    # every training text through the frozen tower before the first step, in batches of one token count,
+    # not in the first epoch's random batches padded to their longest text; encodings a shared TowerPool
+    # already keeps (another seed's) are not made again
     t_texts = time.perf_counter()
-    encoded_ahead = warm_training_texts(model, queries, cfg.data.query_styles, plain=hide_tower is not None)
+    encoded_ahead = model.warm_texts(training_texts(queries, cfg.data.query_styles), plain=hide_tower is not None)
     text_seconds = time.perf_counter() - t_texts
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = build_optimizer(params, opt_cfg)
@@ -486,22 +490,6 @@ def train(
     if dist_info.main:
         atomic_write_json(run / "metrics.json", {k: v for k, v in asdict(result).items() if k != "losses"})
     return result
-
-
-def training_texts(queries: Sequence[Query], styles: Sequence[str]) -> list[str]:
-    """Every text an epoch can draw for ``queries`` (:func:`trainers.data.styled_text`), each once."""
-    texts = [q.query for q in queries]
-    for style in styles:
-        texts += [t for q in queries if isinstance(t := q.meta.get(f"query_{style}"), str) and t.strip()]
-    return list(dict.fromkeys(texts))
-
-
-def warm_training_texts(model: MomentLocalizer, queries: Sequence[Query], styles: Sequence[str], plain: bool) -> int:
-    """Encode every training text through the frozen tower before the first step, in batches of one
-    token count (:meth:`MomentLocalizer.warm_texts`), instead of in the first epoch's random batches,
-    each padded to its longest text. Encodings already kept (another seed's, of a shared
-    :class:`TowerPool`) are not made again. Returns how many were made."""
-    return model.warm_texts(training_texts(queries, styles), plain=plain)
 
 
 def _append_eval(run: Path, epoch: int, metrics: dict[str, float]) -> None:

@@ -23,6 +23,7 @@ __all__ = ["SpanSettings", "nms", "normalise", "spans", "vtggpt_predictions"]
 from pseudo.backbones import Backbone
 from pseudo.curves import SpanSettings, nms, normalise, spans
 from pseudo.data.store import FeatureSource
+from pseudo.data.variants import phrasings
 from pseudo.records import Prediction, Query
 from pseudo.similarity import step_similarity
 
@@ -38,7 +39,7 @@ def vtggpt_predictions(
     """Ranked windows per query (clip spans in seconds on the features' own step grid)."""
     cfg = cfg or SpanSettings()
     variants = variants or {}
-    texts = [[q.query, *variants.get(str(q.qid), ())] for q in queries]
+    texts = [phrasings(q, variants) for q in queries]
     flat = [t for ts in texts for t in ts]
     emb = encoder.encode_texts(flat)
     out = []

@@ -11,6 +11,7 @@ import numpy as np
 
 from pseudo.backbones import Backbone
 from pseudo.data.store import FeatureSource
+from pseudo.data.variants import phrasings
 from pseudo.records import Prediction, Proposal, Query
 from pseudo.similarity import contrast_scores
 
@@ -28,7 +29,7 @@ def rank_proposals(
     the whole video at score 0. With ``variants`` (other phrasings per qid) a proposal's score is its
     mean score over the query and its variants."""
     variants = variants or {}
-    texts = [[q.query, *variants.get(str(q.qid), ())] for q in queries]
+    texts = [phrasings(q, variants) for q in queries]
     flat = encoder.encode_texts([t for ts in texts for t in ts])
     owner = np.repeat(np.arange(len(queries)), [len(ts) for ts in texts])
     by_vid: dict[str, list[int]] = {}

@@ -11,7 +11,7 @@ through this file. Users can make such a file with any LLM.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from pseudo.errors import DataFormatError
@@ -55,3 +55,8 @@ def load_variants(path: str | Path, queries: Sequence[Query] | None = None) -> V
             raise DataFormatError(p, f"qid {qid} appears twice", lineno)
         out[qid] = texts
     return out
+
+
+def phrasings(q: Query, variants: Mapping[str, Sequence[str]]) -> list[str]:
+    """The texts ``q`` is asked with: its own query, then its variants (``variants[str(q.qid)]``), if any."""
+    return [q.query, *variants.get(str(q.qid), ())]
