@@ -43,7 +43,7 @@ class HFClipBackbone:
             model = CLIPModel.from_pretrained(cfg.model)
         except OSError as exc:
             raise PseudoError(
-                f"could not load CLIP model {cfg.model!r}: {exc}. Give a local directory made with "
+                f"could not load CLIP model {cfg.model!r}: {str(exc).rstrip('.')}. Give a local directory made with "
                 "save_pretrained, or a Hugging Face id on a machine with network access."
             ) from None
         try:

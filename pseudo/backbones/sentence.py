@@ -105,8 +105,8 @@ def load_sentence_model(name: str) -> tuple[Any, Any]:
     except (OSError, ValueError) as exc:
         where = "" if path == name else f" ({path})"
         raise PseudoError(
-            f"could not load sentence encoder {name!r}{where}: {exc}. Give 'minilm', 'mpnet', a local directory "
-            "made with save_pretrained, or a Hugging Face id on a machine with network access."
+            f"could not load sentence encoder {name!r}{where}: {str(exc).rstrip('.')}. Give 'minilm', 'mpnet', a "
+            "local directory made with save_pretrained, or a Hugging Face id on a machine with network access."
         ) from None
 
 

@@ -86,11 +86,13 @@ class BlipCaptioner:
         try:
             model = BlipForConditionalGeneration.from_pretrained(cfg.model)
         except (OSError, ValueError) as exc:
-            raise PseudoError(f"could not load BLIP model {cfg.model!r}: {exc}. {hint}") from None
+            raise PseudoError(f"could not load BLIP model {cfg.model!r}: {str(exc).rstrip('.')}. {hint}") from None
         try:
             tokenizer = AutoTokenizer.from_pretrained(cfg.model)
         except (OSError, ValueError) as exc:
-            raise PseudoError(f"could not load the tokenizer of BLIP model {cfg.model!r}: {exc}. {hint}") from None
+            raise PseudoError(
+                f"could not load the tokenizer of BLIP model {cfg.model!r}: {str(exc).rstrip('.')}. {hint}"
+            ) from None
         image_size = getattr(model.config.vision_config, "image_size", 384)
         side = int(image_size if isinstance(image_size, int) else image_size[0])
         return cls(model, tokenizer, read_preprocess(cfg.model, side), cfg)
